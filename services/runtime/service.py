@@ -1,0 +1,158 @@
+"""The shell every Steward service runs in: a FastAPI app whose lifespan owns the broker,
+the MongoDB client and telemetry, and which serves /healthz, /readyz and /metrics.
+
+A service module builds a :class:`Service`, registers its subscribers on ``service.broker``
+and its routes on ``service.app``; nothing else about process wiring lives in services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Response
+from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
+
+from services.runtime.broker import make_broker
+from services.runtime.deadletter import DeadLetterPolicy
+from services.runtime.mongo import database, make_mongo, ping
+from services.runtime.settings import RuntimeSettings
+from services.runtime.telemetry import setup_logging, setup_tracing
+
+log = logging.getLogger("steward.service")
+
+Hook = Callable[[], Awaitable[None]]
+CHECK_TIMEOUT_S = 2.0
+
+
+class Service:
+    def __init__(
+        self,
+        settings: RuntimeSettings,
+        *,
+        title: str,
+        uses_mongo: bool = True,
+        consumes: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.title = title
+        self.consumes = consumes
+        setup_logging(settings)
+        self.registry = CollectorRegistry()
+        self.tracer_provider = setup_tracing(settings)
+        self.broker: KafkaBroker
+        self.dead_letters: DeadLetterPolicy
+        self.broker, self.dead_letters = make_broker(
+            settings, registry=self.registry, tracer_provider=self.tracer_provider
+        )
+        self.mongo: AsyncMongoClient | None = make_mongo(settings) if uses_mongo else None
+        self._on_startup: list[Hook] = []
+        self._on_shutdown: list[Hook] = []
+        self.app = FastAPI(title=title, lifespan=self._lifespan)
+        self.app.state.service = self
+        self._add_operational_routes()
+        FastAPIInstrumentor.instrument_app(
+            self.app, tracer_provider=self.tracer_provider, excluded_urls="healthz,readyz,metrics"
+        )
+
+    @property
+    def db(self) -> AsyncDatabase:
+        assert self.mongo is not None, f"{self.title} does not use MongoDB"
+        return database(self.mongo, self.settings)
+
+    def on_startup(self, hook: Hook) -> Hook:
+        """Run after the store is reachable and before the broker starts consuming."""
+        self._on_startup.append(hook)
+        return hook
+
+    def on_shutdown(self, hook: Hook) -> Hook:
+        self._on_shutdown.append(hook)
+        return hook
+
+    def asyncapi(self) -> dict[str, Any]:
+        spec = AsyncAPI(self.broker, title=self.title, version="1.0.0")
+        return spec.to_specification().to_jsonable()
+
+    async def check(self) -> dict[str, str]:
+        """Each dependency's state: "ok" or the reason it is not."""
+        results: dict[str, str] = {}
+
+        async def run(name: str, probe: Callable[[], Awaitable[Any]]) -> None:
+            try:
+                outcome = await asyncio.wait_for(probe(), CHECK_TIMEOUT_S)
+                results[name] = "ok" if outcome is not False else "unreachable"
+            except Exception as error:  # reported, not raised: this is a health answer
+                results[name] = f"{type(error).__name__}: {error}"[:300]
+
+        probes = [run("broker", lambda: self.broker.ping(timeout=CHECK_TIMEOUT_S))]
+        if self.mongo is not None:
+            probes.append(run("mongodb", lambda: ping(self.mongo)))
+        await asyncio.gather(*probes)
+        return results
+
+    def _add_operational_routes(self) -> None:
+        app = self.app
+
+        @app.get("/healthz", include_in_schema=False)
+        async def healthz() -> dict[str, Any]:
+            # Liveness: the process answers. Dependencies are reported, not enforced, so an
+            # outage of the broker does not make Kubernetes restart every pod at once.
+            return {"status": "alive", "service": self.settings.service_name, "checks": await self.check()}
+
+        @app.get("/readyz", include_in_schema=False)
+        async def readyz(response: Response) -> dict[str, Any]:
+            checks = await self.check()
+            ready = all(v == "ok" for v in checks.values())
+            response.status_code = 200 if ready else 503
+            return {"status": "ready" if ready else "not ready", "checks": checks}
+
+        @app.get("/metrics", include_in_schema=False)
+        async def metrics() -> Response:
+            return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def _wait_for(self, name: str, probe: Callable[[], Awaitable[Any]]) -> None:
+        async for attempt in AsyncRetrying(
+            wait=wait_exponential(multiplier=0.2, max=5),
+            retry=retry_if_exception_type(Exception),
+            before_sleep=lambda state: log.warning(
+                "%s not reachable yet (%s); retrying", name, state.outcome.exception()
+            ),
+        ):
+            with attempt:
+                await probe()
+
+    @asynccontextmanager
+    async def _lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+        if self.mongo is not None:
+            await self._wait_for("MongoDB", lambda: ping(self.mongo))
+        for hook in self._on_startup:
+            await hook()
+        await self._wait_for("Kafka", self._connect_broker)
+        log.info("%s started", self.title)
+        try:
+            yield
+        finally:
+            # Stop consuming first: in-flight handlers finish and commit, then stores close.
+            await self.broker.stop()
+            for hook in self._on_shutdown:
+                await hook()
+            if self.mongo is not None:
+                await self.mongo.close()
+            self.tracer_provider.shutdown()
+            log.info("%s stopped", self.title)
+
+    async def _connect_broker(self) -> None:
+        try:
+            await self.broker.start()
+        except Exception:
+            await self.broker.stop()
+            raise

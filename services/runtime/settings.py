@@ -1,0 +1,97 @@
+"""Configuration from environment variables (prefix ``STEWARD_``), one class per service.
+
+Every field is documented in README.md under "Configuration"; keep the two in step.
+"""
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RuntimeSettings(BaseSettings):
+    """Settings every service reads: where the broker, the store and the state live."""
+
+    model_config = SettingsConfigDict(env_prefix="STEWARD_", env_file=".env", extra="ignore")
+
+    service_name: str = "steward"
+    home: Path = Field(
+        default=Path(".steward"),
+        description="Local state: model bundles, the local stack's data and logs.",
+    )
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_idempotence: bool = Field(
+        default=False,
+        description="Idempotent producer; turn on for Apache Kafka (tansu does not support it).",
+    )
+    kafka_fetch_max_wait_ms: int = Field(
+        default=10, description="Consumer long-poll wait; the 500 ms default adds latency per hop."
+    )
+    kafka_request_timeout_ms: int = 10_000
+
+    mongo_uri: str = "mongodb://127.0.0.1:27017/?directConnection=true"
+    mongo_db: str = "steward"
+    mongo_timeout_ms: int = 5_000
+
+    consumer_max_attempts: int = Field(
+        default=5, ge=1, description="Handler attempts before an event goes to <topic>.dlq."
+    )
+    consumer_backoff_initial_s: float = Field(default=0.2, gt=0)
+    consumer_backoff_max_s: float = Field(default=5.0, gt=0)
+
+    otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP traces endpoint; tracing exports nothing when unset."
+    )
+    log_level: str = "INFO"
+
+    @property
+    def model_cache(self) -> Path:
+        return self.home / "models"
+
+
+class IngestSettings(RuntimeSettings):
+    service_name: str = "ingest"
+    slack_signing_secret: SecretStr = SecretStr("")
+    generic_signing_secret: SecretStr = SecretStr("")
+    signature_tolerance_s: int = Field(default=300, description="Replay window for signed webhooks.")
+    publish_timeout_s: float = Field(
+        default=5.0, description="Longest wait for the broker's ack before answering 503."
+    )
+    retry_after_s: int = Field(default=5, description="Retry-After sent with a 503.")
+
+
+class ModerationSettings(RuntimeSettings):
+    service_name: str = "moderation"
+    model_dir: Path | None = Field(
+        default=None, description="Model bundle to load; the default bundle when unset."
+    )
+    policy_dir: Path | None = Field(
+        default=None,
+        description="Folder of <community_id>.yaml policies (default.yaml for the rest); "
+        "the built-in default policy when unset.",
+    )
+
+
+class MetricsSettings(RuntimeSettings):
+    service_name: str = "metrics"
+    api_keys: list[SecretStr] = Field(
+        default_factory=list, description="Keys accepted by the read API; open when empty."
+    )
+
+
+class NotifierSettings(RuntimeSettings):
+    service_name: str = "notifier"
+    routing_file: Path | None = Field(
+        default=None, description="Routing tree YAML; the built-in default routing when unset."
+    )
+    slack_webhook_url: str | None = Field(
+        default=None, description="Slack incoming webhook; alerts go to the console when unset."
+    )
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    email_from: str = "steward@localhost"
+    email_to: list[str] = Field(default_factory=list)
