@@ -68,9 +68,11 @@ def consumer_options(settings: RuntimeSettings, group_id: str, **overrides: Any)
     return options
 
 
-async def ensure_topics(bootstrap: str, *, partitions: int = 3) -> list[str]:
-    """Create every contract topic and its dead-letter topic; existing ones are kept."""
-    names = [name for topic in topics.ALL for name in (topic, topics.dead_letter(topic))]
+async def ensure_topics(
+    bootstrap: str, *, partitions: int = 3, contract_topics: tuple[str, ...] = topics.ALL
+) -> list[str]:
+    """Create each topic and its dead-letter topic; existing ones are kept. Returns the new ones."""
+    names = [name for topic in contract_topics for name in (topic, topics.dead_letter(topic))]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
