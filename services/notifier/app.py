@@ -1,11 +1,12 @@
 """Notifier: route each incident to its receivers, once per incident and receiver."""
 
+import asyncio
 import logging
 
 from schemas import Incident, topics
-from services.notifier.receivers.base import DeliveryFailed
-from services.notifier.receivers.factory import build_receivers
-from services.notifier.routing.config import load_default_routing, load_routing
+from services.notifier.receivers.base import DeliveryFailed, Receiver
+from services.notifier.receivers.factory import ReceiverGroup, build_receivers
+from services.notifier.routing.config import load_configured_routing
 from services.notifier.routing.tree import receivers_for
 from services.notifier.state import NotificationLog
 from services.runtime.broker import consumer_options
@@ -17,10 +18,14 @@ log = logging.getLogger("steward.notifier")
 GROUP_ID = "steward-notifier"
 
 
+def integrations(receiver: Receiver) -> list[Receiver]:
+    return receiver.members if isinstance(receiver, ReceiverGroup) else [receiver]
+
+
 def create_service(settings: NotifierSettings | None = None) -> Service:
     settings = settings or NotifierSettings()
     service = Service(settings, title="Steward notifier")
-    routing = load_routing(settings.routing_file) if settings.routing_file else load_default_routing()
+    routing = load_configured_routing(settings.routing_file)
     receivers = build_receivers(routing, settings)
     notifications = NotificationLog(service.db)
     service.on_startup(notifications.create_indexes)
@@ -36,16 +41,26 @@ def create_service(settings: NotifierSettings | None = None) -> Service:
     async def on_incident(incident: Incident) -> None:
         await notifications.remember_incident(incident)
         trace_id = current_trace_id()
-        for name in receivers_for(routing.route, incident.labels()):
-            if await notifications.already_notified(incident.incident_id, name):
-                continue  # a redelivery: this receiver was told already
-            try:
-                receipt = await receivers[name].deliver(incident)
-            except DeliveryFailed as failure:
-                await notifications.record(failure.receipt, trace_id)
-                raise  # the consumer wrapper retries, then dead-letters
-            await notifications.record(receipt, trace_id)
-            log.info("incident %s sent to %s", incident.incident_id, name)
+        pending = [
+            integration
+            for name in receivers_for(routing.route, incident.labels())
+            for integration in integrations(receivers[name])
+            # a redelivery, or a retry after a partial failure: skip who was told already
+            if not await notifications.already_notified(incident.incident_id, name, integration.kind)
+        ]
+        outcomes = await asyncio.gather(*(i.deliver(incident) for i in pending), return_exceptions=True)
+        failures = []
+        for integration, outcome in zip(pending, outcomes, strict=True):
+            if isinstance(outcome, DeliveryFailed):
+                failures.append(outcome)
+                outcome = outcome.receipt
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            await notifications.record(outcome, trace_id)
+            log.info("incident %s to %s (%s): %s", incident.incident_id, integration.name,
+                     integration.kind, outcome.status.value)
+        if failures:
+            raise failures[0]  # the consumer wrapper retries, then dead-letters
 
     return service
 

@@ -27,12 +27,13 @@ class NotificationLog:
             pass
 
     @staticmethod
-    def _key(incident_id: str, receiver: str) -> str:
-        return f"{incident_id}/{receiver}"
+    def _key(incident_id: str, receiver: str, kind: str) -> str:
+        # Per integration, so a retry after a partial failure resends only what failed.
+        return f"{incident_id}/{receiver}/{kind}"
 
-    async def already_notified(self, incident_id: str, receiver: str) -> bool:
+    async def already_notified(self, incident_id: str, receiver: str, kind: str) -> bool:
         found = await self.notifications.find_one(
-            {"_id": self._key(incident_id, receiver), "status": DeliveryStatus.delivered.value}
+            {"_id": self._key(incident_id, receiver, kind), "status": DeliveryStatus.delivered.value}
         )
         return found is not None
 
@@ -42,7 +43,7 @@ class NotificationLog:
         await self.attempts.insert_one(dict(document))
         if receipt.ok:
             await self.notifications.update_one(
-                {"_id": self._key(receipt.incident_id, receipt.receiver)},
+                {"_id": self._key(receipt.incident_id, receipt.receiver, receipt.kind)},
                 {"$set": document},
                 upsert=True,
             )

@@ -1,0 +1,94 @@
+"""What every receiver shares: the interface, the delivery receipt, the failure, backoff."""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.base import UtcDatetime, utc_now
+from schemas.incidents import Incident
+
+__all__ = [
+    "Backoff",
+    "DeliveryFailed",
+    "DeliveryReceipt",
+    "DeliveryStatus",
+    "Receiver",
+]
+
+
+class DeliveryStatus(StrEnum):
+    delivered = "delivered"
+    partial = "partial"  # a receiver group where some integrations failed
+    failed = "failed"
+
+
+class DeliveryReceipt(BaseModel):
+    """The record of one delivery attempt chain to one receiver (every delivery is recorded)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    receiver: str = Field(description="The receiver's name in the routing config.")
+    kind: str = Field(description="slack, email, console, or group for several integrations.")
+    incident_id: str
+    status: DeliveryStatus
+    attempts: int = Field(ge=0)
+    detail: str = ""
+    response_code: int | None = Field(
+        default=None, description="The last HTTP status or SMTP reply code, when there was one."
+    )
+    parts: tuple[DeliveryReceipt, ...] = Field(
+        default=(), description="One receipt per integration, for a group."
+    )
+    started_at: UtcDatetime = Field(default_factory=utc_now)
+    finished_at: UtcDatetime = Field(default_factory=utc_now)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is DeliveryStatus.delivered
+
+
+class DeliveryFailed(Exception):
+    """A delivery gave up: a permanent error, or retries exhausted. ``receipt`` says why."""
+
+    def __init__(self, receipt: DeliveryReceipt) -> None:
+        self.receipt = receipt
+        super().__init__(
+            f"delivery of incident {receipt.incident_id} to {receipt.kind} receiver "
+            f"{receipt.receiver!r} failed after {receipt.attempts} attempt(s): {receipt.detail}"
+        )
+
+
+class Receiver(ABC):
+    """Something that tells humans about an incident."""
+
+    name: str
+    kind: str
+
+    @abstractmethod
+    async def deliver(self, incident: Incident) -> DeliveryReceipt:
+        """Deliver once (retrying transient failures); raise ``DeliveryFailed`` on giving up."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release connections the receiver owns."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} ({self.kind})>"
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Bounded exponential backoff: ``initial * 2**(n-1)``, capped at ``maximum``, with a
+    little jitter (up to ``jitter`` of the delay, subtracted, so the cap holds)."""
+
+    initial_s: float = 0.5
+    maximum_s: float = 10.0
+    jitter: float = 0.2
+
+    def delay(self, failed_attempts: int) -> float:
+        base = min(self.maximum_s, self.initial_s * 2 ** max(0, failed_attempts - 1))
+        return base * (1 - random.uniform(0, self.jitter)) if self.jitter else base

@@ -1,0 +1,81 @@
+"""Console: a one-paragraph summary on stdout and in the log, for local runs."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TextIO
+
+from schemas.base import utc_now
+from schemas.incidents import Incident
+from services.notifier.receivers.base import DeliveryReceipt, DeliveryStatus, Receiver
+
+__all__ = ["ConsoleReceiver", "render_summary"]
+
+log = logging.getLogger(__name__)
+
+EXCERPT_LIMIT = 280
+
+
+def render_summary(incident: Incident) -> str:
+    """One paragraph (one line) a human can read in a terminal or a log."""
+    ev = incident.evidence
+    category = incident.labels()["category"] or "incident"
+    score = incident.categories.get(category) if incident.categories else None
+    scored = f" ({score:.2f})" if score is not None else ""
+    channel = incident.channel_id or ev.channel_id
+    where = f"{incident.community_id}" + (f" #{channel}" if channel else "")
+    text = " ".join((ev.text or "").split())
+    if len(text) > EXCERPT_LIMIT:
+        text = text[: EXCERPT_LIMIT - 1] + "…"
+    parts = [
+        f"[{incident.severity.value.upper()}] {category}{scored} in {where} "
+        f"({incident.platform.value}) by member {ev.member_id}:",
+        f"rule {incident.rule}, policy {incident.policy_version}, "
+        f"model {incident.model_name} {incident.model_version}.",
+        f'Evidence: "{text}".' if text else "Evidence: (no text captured).",
+    ]
+    if ev.permalink:
+        parts.append(f"Link: {ev.permalink}.")
+    parts.append(f"Incident {incident.incident_id}.")
+    return " ".join(parts)
+
+
+class ConsoleReceiver(Receiver):
+    """Writes the summary to ``stream`` (stdout by default), and logs it at ``log_level``.
+
+    ``note`` is appended to the detail, e.g. "slack not configured" for a fallback.
+    """
+
+    kind = "console"
+
+    def __init__(
+        self,
+        name: str = "console",
+        stream: TextIO | None = None,
+        *,
+        note: str | None = None,
+        log_level: int = logging.DEBUG,
+    ) -> None:
+        self.name = name
+        self._stream = stream
+        self.note = note
+        self.log_level = log_level
+
+    async def deliver(self, incident: Incident) -> DeliveryReceipt:
+        started = utc_now()
+        summary = render_summary(incident)
+        stream = self._stream if self._stream is not None else sys.stdout
+        print(summary, file=stream, flush=True)
+        log.log(self.log_level, "incident %s: %s", incident.incident_id, summary)
+        detail = "printed to console" + (f" ({self.note})" if self.note else "")
+        return DeliveryReceipt(
+            receiver=self.name,
+            kind=self.kind,
+            incident_id=incident.incident_id,
+            status=DeliveryStatus.delivered,
+            attempts=1,
+            detail=detail,
+            started_at=started,
+            finished_at=utc_now(),
+        )

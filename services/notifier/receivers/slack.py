@@ -1,0 +1,329 @@
+"""Slack: a Block Kit rendering of an incident, and an incoming-webhook receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from schemas.base import utc_now
+from schemas.feedback import FeedbackAction
+from schemas.incidents import Incident, Severity
+from services.notifier.receivers.base import (
+    Backoff,
+    DeliveryFailed,
+    DeliveryReceipt,
+    DeliveryStatus,
+    Receiver,
+)
+
+__all__ = [
+    "ACTION_IDS",
+    "ACTIONS_BLOCK_ID",
+    "EVIDENCE_LIMIT",
+    "SECTION_TEXT_LIMIT",
+    "SlackWebhookReceiver",
+    "escape_mrkdwn",
+    "render_blocks",
+    "truncate_escaped",
+]
+
+log = logging.getLogger(__name__)
+
+SECTION_TEXT_LIMIT = 3000
+"""Slack's limit on a section block's text."""
+HEADER_LIMIT = 150
+FIELD_LIMIT = 2000
+BUTTON_VALUE_LIMIT = 2000
+BUTTON_URL_LIMIT = 3000
+EVIDENCE_LIMIT = 2500
+"""Room for the (escaped) evidence excerpt, leaving the rest of the section for its title."""
+ELLIPSIS = "…"
+
+ACTIONS_BLOCK_ID = "steward_incident_actions"
+ACTION_IDS: dict[FeedbackAction, str] = {
+    FeedbackAction.acknowledged: "steward_ack",
+    FeedbackAction.resolved: "steward_resolve",
+    FeedbackAction.false_positive: "steward_false_positive",
+    FeedbackAction.escalated: "steward_escalate",
+}
+"""Button ``action_id`` per moderator decision; the interactivity callback maps them back."""
+_BUTTONS: tuple[tuple[FeedbackAction, str, str | None], ...] = (
+    (FeedbackAction.acknowledged, "Acknowledge", None),
+    (FeedbackAction.resolved, "Resolve", "primary"),
+    (FeedbackAction.false_positive, "False positive", None),
+    (FeedbackAction.escalated, "Escalate", "danger"),
+)
+_EMOJI = {
+    Severity.low: ":information_source:",
+    Severity.medium: ":warning:",
+    Severity.high: ":rotating_light:",
+    Severity.critical: ":red_circle:",
+}
+_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_QUOTE_ESCAPES = {**_ESCAPES, "\n": "\n>", "\r": ""}
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Escape Slack's control characters, so ``<!channel>`` or ``<http://x|y>`` stay text."""
+    return "".join(_ESCAPES.get(c, c) for c in text)
+
+
+def truncate_escaped(text: str, limit: int, escapes: dict[str, str] | None = None) -> str:
+    """Escape ``text`` and cut it to at most ``limit`` characters, never inside an entity,
+    ending with an ellipsis when anything was cut."""
+    escapes = _ESCAPES if escapes is None else escapes
+    if limit < 1:
+        raise ValueError("limit must be positive")
+    out: list[str] = []
+    used = 0
+    for ch in text:
+        piece = escapes.get(ch, ch)
+        if used + len(piece) > limit:
+            break
+        out.append(piece)
+        used += len(piece)
+    else:
+        return "".join(out)
+    # cut: make room for the ellipsis, dropping whole pieces
+    while out and used + len(ELLIPSIS) > limit:
+        used -= len(out.pop())
+    return "".join(out) + ELLIPSIS
+
+
+def _plain(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + ELLIPSIS
+
+
+def _top_category(incident: Incident) -> str:
+    labels = incident.labels()
+    return labels["category"] or "incident"
+
+
+def _is_link(url: str | None) -> bool:
+    return bool(url) and url.startswith(("https://", "http://")) and len(url) <= BUTTON_URL_LIMIT
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    # verbatim: no auto-linking of URLs, channel names or mentions in untrusted text
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
+
+
+def _field(title: str, value: str | None) -> dict[str, Any]:
+    shown = truncate_escaped(value, 200) if value else "—"
+    return _mrkdwn(f"*{title}*\n{shown}")
+
+
+def render_text(incident: Incident) -> str:
+    """The plain notification text (push notifications, clients without blocks)."""
+    sev = incident.severity.value.upper()
+    return truncate_escaped(
+        f"[{sev}] {_top_category(incident)} in {incident.community_id}: "
+        f"rule {incident.rule} ({incident.incident_id})",
+        500,
+    )
+
+
+def render_blocks(incident: Incident) -> dict[str, Any]:
+    """A Slack message payload (``text`` fallback + Block Kit ``blocks``) for an incident."""
+    sev = incident.severity
+    category = _top_category(incident)
+    evidence = incident.evidence
+    channel = incident.channel_id or evidence.channel_id
+
+    header = _plain(
+        f"{_EMOJI[sev]} {sev.value.upper()} · {category} in {incident.community_id}", HEADER_LIMIT
+    )
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}},
+        {
+            "type": "section",
+            "fields": [
+                _field("Community", incident.community_id),
+                _field("Channel", channel),
+                _field("Member", evidence.member_id),
+                _field("Platform", incident.platform.value),
+                _field("Rule", incident.rule),
+                _field("Policy version", incident.policy_version),
+                _field("Model", f"{incident.model_name} {incident.model_version}"),
+                _field("Occurred", evidence.occurred_at.strftime("%Y-%m-%d %H:%M:%S UTC")),
+            ],
+        },
+    ]
+
+    title = "*Evidence*\n"
+    if evidence.text:
+        # a block quote: every line starts with '>' (counted against the limit)
+        body = ">" + truncate_escaped(evidence.text, EVIDENCE_LIMIT, _QUOTE_ESCAPES)
+    else:
+        body = "_(no text captured)_"
+    evidence_section: dict[str, Any] = {"type": "section", "text": _mrkdwn(title + body)}
+    if _is_link(evidence.permalink):
+        evidence_section["accessory"] = {
+            "type": "button",
+            "text": {"type": "plain_text", "text": "Open message"},
+            "url": evidence.permalink,
+            "action_id": "steward_open_permalink",
+        }
+    blocks.append(evidence_section)
+
+    if incident.categories:
+        ranked = sorted(incident.categories.items(), key=lambda kv: kv[1], reverse=True)
+        scores = " · ".join(f"`{name}` {score:.2f}" for name, score in ranked)
+        blocks.append({"type": "section", "text": _mrkdwn(f"*Scores*\n{scores}")})
+
+    if incident.incident_id and len(incident.incident_id) <= BUTTON_VALUE_LIMIT:
+        buttons = []
+        for action, label, style in _BUTTONS:
+            button: dict[str, Any] = {
+                "type": "button",
+                "text": {"type": "plain_text", "text": label},
+                "action_id": ACTION_IDS[action],
+                "value": incident.incident_id,
+            }
+            if style:
+                button["style"] = style
+            buttons.append(button)
+        blocks.append({"type": "actions", "block_id": ACTIONS_BLOCK_ID, "elements": buttons})
+
+    created = incident.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                _mrkdwn(f"Incident `{truncate_escaped(incident.incident_id, 200)}` · {created}")
+            ],
+        }
+    )
+    return {"text": render_text(incident), "blocks": blocks}
+
+
+def _retry_after_s(response: httpx.Response) -> float | None:
+    raw = response.headers.get("Retry-After")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/…" if parts.netloc else "<webhook>"
+
+
+class SlackWebhookReceiver(Receiver):
+    """Posts the Block Kit message to a Slack incoming webhook.
+
+    2xx: delivered. 429: waits ``Retry-After`` (at most ``retry_after_max_s``) and retries.
+    5xx, 408 and connection errors: bounded exponential backoff. Other 4xx: fails at once.
+    Every retry counts against ``max_attempts``; giving up raises ``DeliveryFailed``.
+    """
+
+    kind = "slack"
+
+    def __init__(
+        self,
+        url: str,
+        client: httpx.AsyncClient | None = None,
+        *,
+        name: str = "slack",
+        max_attempts: int = 5,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 10.0,
+        retry_after_max_s: float = 60.0,
+        timeout_s: float = 10.0,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.name = name
+        self.url = url
+        self.max_attempts = max_attempts
+        self.backoff = Backoff(backoff_initial_s, backoff_max_s)
+        self.retry_after_max_s = retry_after_max_s
+        self.timeout_s = timeout_s
+        self._client = client
+        self._owns_client = client is None
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.timeout_s)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._owns_client and self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def deliver(self, incident: Incident) -> DeliveryReceipt:
+        payload = render_blocks(incident)
+        started = utc_now()
+        attempts = 0
+        code: int | None = None
+
+        def receipt(status: DeliveryStatus, detail: str) -> DeliveryReceipt:
+            return DeliveryReceipt(
+                receiver=self.name,
+                kind=self.kind,
+                incident_id=incident.incident_id,
+                status=status,
+                attempts=attempts,
+                detail=detail,
+                response_code=code,
+                started_at=started,
+                finished_at=utc_now(),
+            )
+
+        while True:
+            attempts += 1
+            t0 = time.monotonic()
+            try:
+                response = await self._http().post(self.url, json=payload, timeout=self.timeout_s)
+            except httpx.TransportError as exc:
+                code = None
+                detail = f"{type(exc).__name__} posting to {_redact(self.url)}: {exc}".rstrip(": ")
+                delay = self.backoff.delay(attempts)
+            else:
+                code = response.status_code
+                body = response.text[:200]
+                if response.is_success:
+                    return receipt(DeliveryStatus.delivered, f"HTTP {code} {body}".strip())
+                if code == 429:
+                    wait = _retry_after_s(response)
+                    delay = min(
+                        self.retry_after_max_s,
+                        wait if wait is not None else self.backoff.delay(attempts),
+                    )
+                    detail = f"rate limited (HTTP 429, Retry-After {wait})"
+                elif code >= 500 or code == 408:
+                    delay = self.backoff.delay(attempts)
+                    detail = f"HTTP {code} {body}".strip()
+                else:
+                    failed = receipt(DeliveryStatus.failed, f"HTTP {code} {body}".strip())
+                    raise DeliveryFailed(failed)
+            log.warning(
+                "slack receiver %r attempt %d/%d failed after %.0f ms: %s",
+                self.name,
+                attempts,
+                self.max_attempts,
+                (time.monotonic() - t0) * 1000,
+                detail,
+            )
+            if attempts >= self.max_attempts:
+                raise DeliveryFailed(receipt(DeliveryStatus.failed, f"retries exhausted: {detail}"))
+            await asyncio.sleep(delay)

@@ -1,0 +1,249 @@
+"""Real local servers for the notifier's integration tests: a fake Slack incoming webhook
+(``http.server`` in a thread) and an SMTP server (aiosmtpd ``Controller``), both on
+127.0.0.1 with free ports; plus the incident factory."""
+
+import email
+import email.policy
+import json
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from schemas.incidents import Evidence, Incident
+
+
+def build_incident(**overrides: Any) -> Incident:
+    evidence = {
+        "event_id": "evt-1",
+        "message_id": "msg-1",
+        "member_id": "U123",
+        "channel_id": "C42",
+        "text": "I will find you",
+        "permalink": "https://acme.slack.com/archives/C42/p1",
+        "occurred_at": datetime(2025, 3, 1, 12, 0, tzinfo=UTC),
+    }
+    evidence.update(overrides.pop("evidence", {}))
+    fields: dict[str, Any] = {
+        "incident_id": "inc-0001",
+        "platform": "slack",
+        "community_id": "acme",
+        "channel_id": "C42",
+        "severity": "high",
+        "categories": {"threat": 0.97, "insult": 0.41},
+        "rule": "threat-high",
+        "policy_version": "2025-03-01",
+        "model_name": "steward-minilm",
+        "model_version": "1.2.0",
+        "evidence": Evidence(**evidence),
+        "created_at": datetime(2025, 3, 1, 12, 0, 5, tzinfo=UTC),
+    }
+    fields.update(overrides)
+    return Incident(**fields)
+
+
+@pytest.fixture
+def make_incident() -> Callable[..., Incident]:
+    return build_incident
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port nothing listens on."""
+    return _free_port()
+
+
+# --------------------------------------------------------------------------- Slack
+
+
+@dataclass
+class Post:
+    at: float
+    path: str
+    content_type: str
+    body: dict
+
+
+@dataclass
+class FakeSlack:
+    """Answers from ``script`` in order, then ``default``; records every request."""
+
+    url: str
+    script: list[tuple[int, dict[str, str], str]] = field(default_factory=list)
+    default: tuple[int, dict[str, str], str] = (200, {}, "ok")
+    posts: list[Post] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def next_answer(self) -> tuple[int, dict[str, str], str]:
+        with self.lock:
+            return self.script.pop(0) if self.script else self.default
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    state: dict[str, FakeSlack] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802
+            fake = state["fake"]
+            length = int(self.headers.get("Content-Length", 0))
+            raw = self.rfile.read(length)
+            with fake.lock:
+                fake.posts.append(
+                    Post(
+                        time.monotonic(),
+                        self.path,
+                        self.headers.get("Content-Type", ""),
+                        json.loads(raw),
+                    )
+                )
+            status, headers, body = fake.next_answer()
+            data = body.encode()
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    host, port = server.server_address[:2]
+    state["fake"] = FakeSlack(url=f"http://{host}:{port}/services/T000/B000/secret")
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield state["fake"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --------------------------------------------------------------------------- SMTP
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: EmailMessage
+    tls: bool
+    login: str | None
+
+
+@dataclass
+class SmtpRecorder:
+    """aiosmtpd handler: records accepted mail; ``data_script`` / ``rcpt_reply`` inject
+    error replies (the script is consumed first, one reply per DATA)."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    received: list[Received] = field(default_factory=list)
+    data_script: list[str] = field(default_factory=list)
+    data_commands: int = 0
+    rcpt_reply: str | None = None
+    logins: list[tuple[str, bool]] = field(default_factory=list)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        if self.rcpt_reply:
+            return self.rcpt_reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.data_commands += 1
+        if self.data_script:
+            return self.data_script.pop(0)
+        message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+        login = session.auth_data.login.decode() if session.auth_data else None
+        self.received.append(
+            Received(envelope.mail_from, list(envelope.rcpt_tos), message, bool(session.ssl), login)
+        )
+        return "250 Message accepted for delivery"
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        ok = isinstance(auth_data, LoginPassword) and (
+            auth_data.login == b"steward" and auth_data.password == b"s3cret"
+        )
+        self.logins.append((auth_data.login.decode(), ok))
+        # handled=False: aiosmtpd sends the 235 / 535 reply itself
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpRecorder]:
+    """A plain SMTP server: no TLS, no auth."""
+    recorder = SmtpRecorder(port=_free_port())
+    controller = Controller(recorder, hostname=recorder.host, port=recorder.port)
+    controller.start()
+    try:
+        yield recorder
+    finally:
+        controller.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a certificate for the STARTTLS test")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture
+def smtp_tls(tls_cert: tuple[Path, Path]) -> Iterator[SmtpRecorder]:
+    """An SMTP server that requires STARTTLS and AUTH (login steward / s3cret)."""
+    cert, key = tls_cert
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    recorder = SmtpRecorder(port=_free_port())
+    controller = Controller(
+        recorder,
+        hostname=recorder.host,
+        port=recorder.port,
+        tls_context=context,
+        require_starttls=True,
+        auth_required=True,
+        auth_require_tls=True,
+        authenticator=recorder.authenticate,
+    )
+    controller.start()
+    try:
+        yield recorder
+    finally:
+        controller.stop()
