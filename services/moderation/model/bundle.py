@@ -1,0 +1,86 @@
+"""Where the default bundle lives, and building it once.
+
+A bundle folder is complete when its ``bundle.json`` is present and names the expected
+version; the card is written last and the folder only appears under its final name by an
+atomic rename, so a killed build leaves at most a hidden temp folder that the next build
+removes, never a half bundle under the real name.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from services.moderation.model.train import (
+    BUNDLE_NAME,
+    CARD_FILE,
+    BundleCard,
+    Progress,
+    build_bundle,
+    bundle_version,
+)
+
+# Without these the folder cannot be loaded even if a card is there (e.g. files deleted).
+_REQUIRED = ("config.json", "model.safetensors", "tokenizer.json", CARD_FILE)
+_TMP_PREFIX = f".{BUNDLE_NAME}-build-"
+
+
+def default_bundle_dir(cache: Path) -> Path:
+    return Path(cache) / f"{BUNDLE_NAME}-{bundle_version()}"
+
+
+def read_card(path: Path) -> BundleCard:
+    return BundleCard.model_validate_json((Path(path) / CARD_FILE).read_text(encoding="utf-8"))
+
+
+def is_complete(path: Path, version: str | None = None) -> bool:
+    path = Path(path)
+    if not all((path / name).is_file() for name in _REQUIRED):
+        return False
+    try:
+        card = read_card(path)
+    except (ValidationError, ValueError, OSError):
+        return False
+    return version is None or card.version == version
+
+
+@contextmanager
+def _build_lock(cache: Path):
+    # Two services starting together on one host must not both train (or race the rename).
+    with open(cache / f".{BUNDLE_NAME}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def ensure_default_bundle(cache: Path, progress: Progress | None = None) -> Path:
+    """Return the cached default bundle, building it first if it is missing or incomplete."""
+    cache = Path(cache)
+    target = default_bundle_dir(cache)
+    version = bundle_version()
+    if is_complete(target, version):
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    with _build_lock(cache):
+        if is_complete(target, version):  # built by another process while we waited
+            return target
+        for stale in cache.glob(f"{_TMP_PREFIX}*"):  # left by a killed build
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=cache))
+        try:
+            build_bundle(tmp, progress=progress)
+            if target.exists():  # an incomplete folder under the real name
+                shutil.rmtree(target)
+            os.rename(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return target
