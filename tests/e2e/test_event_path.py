@@ -170,5 +170,6 @@ def test_harmful_message_alerts_once_and_counts_once(stack, slack_server, mailbo
     assert traceparent.split("-")[1] == TRACE_ID
     with MongoClient(stack.endpoints.mongo_uri) as mongo:
         records = list(mongo["steward"]["notifier_notifications"].find({}))
-    assert {r["receiver"] for r in records} == {"moderators"}
+    assert {(r["receiver"], r["kind"]) for r in records} == {
+        ("moderators", "slack"), ("moderators", "email"), ("console", "console")}
     assert all(r["trace_id"] == TRACE_ID for r in records)
