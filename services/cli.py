@@ -87,7 +87,9 @@ def demo(home: HomeOption = DEFAULT_HOME) -> None:
 
 def run_demo(home: Path) -> None:
     from services.demo.community import COMMUNITY_ID, demo_week
-    from services.demo.replay import incidents_now, send_events, wait_for_kpis
+    from services.demo.replay import incidents_now, send_events, wait_for_kpis, wait_until_consumed
+    from services.moderation.app import GROUP_ID as MODERATION_GROUP
+    from schemas import topics
     from services.localstack.stack import Endpoints
 
     endpoints_file = home / "stack" / "endpoints.json"
@@ -102,6 +104,8 @@ def run_demo(home: Path) -> None:
         task = progress.add_task("sending signed webhooks", total=len(week.events))
         send_events(ep.services["ingest"], ep.generic_secret, week.events,
                     on_batch=lambda n: progress.advance(task, n))
+    with console.status("waiting until moderation has read every event"):
+        asyncio.run(wait_until_consumed(ep.kafka, MODERATION_GROUP, topics.ACTIVITY))
     with console.status("waiting until every message is counted and classified"):
         kpis = wait_for_kpis(ep.services["metrics"], COMMUNITY_ID, week.first_day.isoformat(),
                              week.last_day.isoformat(), messages=messages)

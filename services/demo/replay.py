@@ -50,15 +50,15 @@ async def read_incidents(bootstrap: str, community_id: str) -> list[Incident]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = [TopicPartition(topics.INCIDENTS, p) for p in consumer.partitions_for_topic(topics.INCIDENTS) or ()]
-        if not partitions:
-            await consumer.topics()  # refresh metadata once
-            partitions = [TopicPartition(topics.INCIDENTS, p) for p in consumer.partitions_for_topic(topics.INCIDENTS) or ()]
+        partitions = [TopicPartition(topics.INCIDENTS, p) for p in await _partitions(consumer, topics.INCIDENTS)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         found: dict[str, Incident] = {}
-        while any(await consumer.position(tp) < ends[tp] for tp in partitions):
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < ends[tp] for tp in partitions])
+
+        while await behind():
             batches = await consumer.getmany(timeout_ms=500)
             for records in batches.values():
                 for record in records:
@@ -90,6 +90,30 @@ def wait_for_kpis(metrics_url: str, community_id: str, first: str, last: str, *,
                 return body
             time.sleep(1)
     raise TimeoutError(f"KPIs incomplete after {timeout_s}s: {body}")
+
+
+async def wait_until_consumed(bootstrap: str, group_id: str, topic: str, timeout_s: float = 180) -> None:
+    """Wait until ``group_id`` has committed every record of ``topic`` produced so far."""
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
+    await probe.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in await _partitions(probe, topic)]
+        ends = await probe.end_offsets(partitions)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            committed = {tp: (await probe.committed(tp)) or 0 for tp in partitions}
+            if all(committed[tp] >= ends[tp] for tp in partitions):
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{group_id} still behind on {topic}: {committed} < {ends}")
+            await asyncio.sleep(0.5)
+    finally:
+        await probe.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    await consumer.topics()  # loads the cluster metadata
+    return consumer.partitions_for_topic(topic) or set()
 
 
 def incidents_now(bootstrap: str, community_id: str) -> list[Incident]:
