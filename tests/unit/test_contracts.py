@@ -31,3 +31,25 @@ def test_timestamps_are_normalized_to_utc_and_naive_ones_refused():
 def test_incident_ids_are_stable_per_event():
     assert stable_id("inc", "slack:T1:Ev1") == stable_id("inc", "slack:T1:Ev1")
     assert stable_id("inc", "slack:T1:Ev1") != stable_id("inc", "slack:T1:Ev2")
+
+
+@pytest.mark.parametrize(
+    "service, channels",
+    [
+        ("ingest", {"community.activity.v1"}),
+        ("moderation", {"community.activity.v1:moderation", "moderation.verdicts.v1", "moderation.incidents.v1"}),
+        ("metrics", {"community.activity.v1:metrics", "moderation.verdicts.v1:metrics"}),
+        ("notifier", {"moderation.incidents.v1:notifier"}),
+    ],
+)
+def test_asyncapi_is_generated_from_the_apps_and_committed(service, channels):
+    import importlib
+    import json
+    from pathlib import Path
+
+    document = importlib.import_module(f"services.{service}.app").create_service().asyncapi()
+    assert set(document["channels"]) == channels
+    committed = Path(__file__).resolve().parents[2] / "docs" / "asyncapi" / f"{service}.asyncapi.json"
+    assert json.loads(committed.read_text()) == json.loads(json.dumps(document)), (
+        "run 'steward schemas asyncapi' and commit docs/asyncapi"
+    )
