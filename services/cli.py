@@ -40,11 +40,16 @@ def up(
     home: HomeOption = DEFAULT_HOME,
     demo: Annotated[bool, typer.Option(help="Replay the demo community once everything is up.")] = False,
 ) -> None:
-    """Start tansu, nx-27017, an SMTP sink and the four services; Ctrl-C stops them all."""
+    """Start tansu, nx-27017, an SMTP sink and the four services; Ctrl-C stops them all.
+
+    The default model bundle is built first (cached), unless STEWARD_MODEL_DIR names one.
+    """
     from services.localstack.stack import LocalStack
 
-    build_default_model(home)
-    stack = LocalStack(home)
+    from services.runtime.settings import ModerationSettings
+
+    model_dir = ModerationSettings(home=home).model_dir or build_default_model(home)
+    stack = LocalStack(home, service_env={"STEWARD_MODEL_DIR": str(Path(model_dir).resolve())})
     # Turn SIGTERM into the same clean stop as Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:

@@ -155,6 +155,10 @@ class LocalStack:
         for name, child in started:
             self.wait_ready(name, child, ready_timeout_s)
         ep.save(self.folder / "endpoints.json")
+        # What was started, so that an operator (or a test) can check nothing outlives a stop.
+        (self.folder / "processes.json").write_text(
+            json.dumps({c.name: c.process.pid for c in self.children}, indent=2)
+        )
 
     def wait_ready(self, name: str, child: Child, timeout_s: float) -> None:
         url = self.endpoints.services[name] + "/readyz"
