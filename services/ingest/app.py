@@ -2,99 +2,84 @@
 
 import json
 import time
-from collections.abc import Callable
-from typing import Any
 
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
-from services.ingest.platforms import MalformedPayload, Normalized, generic, slack
+from services.ingest.platforms import MalformedPayload, WebhookSource, sources
 from services.ingest.publish import ActivityPublisher, BrokerUnavailable
-from services.ingest.signatures import SignatureError, verify_slack, verify_steward
+from services.ingest.signatures import SignatureError
 from services.runtime.service import Service
 from services.runtime.settings import IngestSettings
 
 
 def create_service(settings: IngestSettings | None = None) -> Service:
     settings = settings or IngestSettings()
-    service = Service(settings, title="Steward ingest", uses_mongo=False, consumes=False)
+    service = Service(settings, title="Steward ingest", uses_mongo=False)
     publisher = ActivityPublisher(service.broker, settings.publish_timeout_s)
     webhooks = Counter(
-        "steward_ingest_webhooks",
-        "Webhook requests by source and outcome",
-        ["source", "outcome"],
+        "steward_ingest_webhooks", "Webhook requests by source and outcome", ["source", "outcome"],
         registry=service.registry,
     )
-    events_published = Counter(
+    published = Counter(
         "steward_ingest_events_published", "Events acknowledged by the broker", ["source"],
         registry=service.registry,
     )
 
-    async def accept(
-        source: str,
-        request: Request,
-        verify: Callable[..., None],
-        secret: str,
-        headers: tuple[str, str],
-        normalize: Callable[[Any], Normalized],
-    ) -> JSONResponse:
+    async def accept(source: WebhookSource, request: Request) -> JSONResponse:
         body = await request.body()
-        timestamp_header, signature_header = headers
         try:
-            verify(
-                secret,
-                timestamp=request.headers.get(timestamp_header),
+            source.verify(
+                getattr(settings, source.secret_setting).get_secret_value(),
+                timestamp=request.headers.get(source.timestamp_header),
                 body=body,
-                signature=request.headers.get(signature_header),
+                signature=request.headers.get(source.signature_header),
                 now=time.time(),
                 tolerance_s=settings.signature_tolerance_s,
             )
         except SignatureError as error:
-            webhooks.labels(source, "bad_signature").inc()
+            webhooks.labels(source.name, "bad_signature").inc()
             raise HTTPException(401, detail=f"signature rejected: {error}") from None
         try:
-            normalized = normalize(json.loads(body))
+            normalized = source.normalize(json.loads(body))
         except json.JSONDecodeError as error:
-            webhooks.labels(source, "malformed").inc()
+            webhooks.labels(source.name, "malformed").inc()
             raise HTTPException(400, detail=f"body is not JSON: {error}") from None
         except MalformedPayload as error:
-            webhooks.labels(source, "malformed").inc()
-            raise HTTPException(400, detail=f"malformed {source} payload: {error}") from None
+            webhooks.labels(source.name, "malformed").inc()
+            raise HTTPException(400, detail=f"malformed {source.name} payload: {error}") from None
         if normalized.reply is not None:
-            webhooks.labels(source, "handshake").inc()
+            webhooks.labels(source.name, "handshake").inc()
             return JSONResponse(normalized.reply)
         if normalized.events:
             try:
                 await publisher.publish(normalized.events)
             except BrokerUnavailable as error:
-                webhooks.labels(source, "broker_unavailable").inc()
+                webhooks.labels(source.name, "broker_unavailable").inc()
                 return JSONResponse(
                     {"detail": f"broker unavailable, retry later: {error}"},
                     status_code=503,
                     headers={"Retry-After": str(settings.retry_after_s)},
                 )
-            events_published.labels(source).inc(len(normalized.events))
-        webhooks.labels(source, "accepted" if normalized.events else "ignored").inc()
+            published.labels(source.name).inc(len(normalized.events))
+        webhooks.labels(source.name, "accepted" if normalized.events else "ignored").inc()
         return JSONResponse(
             {"accepted": len(normalized.events), "ignored": normalized.ignored},
-            status_code=200 if source == "slack" else 202,
+            status_code=source.accepted_status,
         )
 
-    @service.app.post("/webhooks/slack", summary="Slack Events API")
-    async def slack_events(request: Request) -> JSONResponse:
-        return await accept(
-            "slack", request, verify_slack, settings.slack_signing_secret.get_secret_value(),
-            ("X-Slack-Request-Timestamp", "X-Slack-Signature"), slack.normalize,
-        )
+    def route(source: WebhookSource):
+        async def endpoint(request: Request) -> JSONResponse:
+            return await accept(source, request)
 
-    @service.app.post("/webhooks/generic", summary="MemberActivity JSON signed with HMAC-SHA256")
-    async def generic_events(request: Request) -> JSONResponse:
-        return await accept(
-            "generic", request, verify_steward, settings.generic_signing_secret.get_secret_value(),
-            ("X-Steward-Timestamp", "X-Steward-Signature"), generic.normalize,
-        )
+        return endpoint
 
+    for source in sources():
+        service.app.add_api_route(
+            f"/webhooks/{source.name}", route(source), methods=["POST"], summary=source.summary,
+            name=f"webhook_{source.name}",
+        )
     return service
 
 

@@ -1,7 +1,7 @@
 """The read API: KPIs per community and day, behind API keys when any are configured."""
 
 import hmac
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
@@ -48,7 +48,7 @@ def build_router(store: MetricsStore, keys: list[SecretStr]) -> APIRouter:
         from_: Annotated[date | None, Query(alias="from", description="First UTC day (default: 6 days before 'to')")] = None,
         to: Annotated[date | None, Query(description="Last UTC day, inclusive (default: today)")] = None,
     ) -> dict:
-        last = to or date.today()
+        last = to or datetime.now(UTC).date()
         first = from_ or last - timedelta(days=6)
         if first > last:
             raise HTTPException(400, f"'from' ({first}) is after 'to' ({last})")

@@ -41,11 +41,9 @@ class Service:
         *,
         title: str,
         uses_mongo: bool = True,
-        consumes: bool = True,
     ) -> None:
         self.settings = settings
         self.title = title
-        self.consumes = consumes
         setup_logging(settings)
         self.registry = CollectorRegistry()
         self.tracer_provider = setup_tracing(settings)

@@ -6,7 +6,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from schemas import MemberActivity
 from schemas.base import utc_now
-from services.ingest.platforms import MalformedPayload, Normalized
+from services.ingest.platforms import MalformedPayload, Normalized, WebhookSource
+from services.ingest.signatures import verify_steward
 
 _many = TypeAdapter(list[MemberActivity])
 MAX_EVENTS = 500
@@ -33,3 +34,14 @@ def _describe(error: ValidationError) -> str:
         where = ".".join(str(part) for part in issue["loc"]) or "body"
         problems.append(f"{where}: {issue['msg']}")
     return "; ".join(problems)
+
+
+SOURCE = WebhookSource(
+    name="generic",
+    summary="MemberActivity JSON (one object or an array) signed with HMAC-SHA256",
+    verify=verify_steward,
+    timestamp_header="X-Steward-Timestamp",
+    signature_header="X-Steward-Signature",
+    secret_setting="generic_signing_secret",
+    normalize=normalize,
+)

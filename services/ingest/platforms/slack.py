@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas import ActivityKind, MemberActivity, Platform
-from services.ingest.platforms import MalformedPayload, Normalized
+from services.ingest.platforms import MalformedPayload, Normalized, WebhookSource
+from services.ingest.signatures import verify_slack
 
 MESSAGE_SUBTYPES: dict[str | None, ActivityKind] = {
     None: ActivityKind.message_posted,
@@ -114,3 +115,15 @@ def normalize(payload: dict[str, Any]) -> Normalized:
             )
         ]
     )
+
+
+SOURCE = WebhookSource(
+    name="slack",
+    summary="Slack Events API (v0 request signatures)",
+    verify=verify_slack,
+    timestamp_header="X-Slack-Request-Timestamp",
+    signature_header="X-Slack-Signature",
+    secret_setting="slack_signing_secret",
+    normalize=normalize,
+    accepted_status=200,
+)
