@@ -46,8 +46,8 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
 def docker_backend() -> Iterator[Backend]:
     if not docker_available():
         pytest.skip("no Docker engine answers here: testcontainers variants skipped")
-    from testcontainers.kafka import KafkaContainer
-    from testcontainers.mongodb import MongoDbContainer
+    from testcontainers.community.kafka import KafkaContainer
+    from testcontainers.community.mongodb import MongoDbContainer
 
     with KafkaContainer().with_kraft() as kafka, MongoDbContainer("mongo:7") as mongo:
         yield Backend("docker", kafka.get_bootstrap_server(), mongo.get_connection_url())

@@ -82,6 +82,29 @@ class Child:
             self.signal(signal.SIGKILL)
             return self.process.wait(5)
 
+    @staticmethod
+    def stop_pid(pid: int, grace_s: float = 10.0) -> None:
+        """Stop a process group this process did not start (no Popen to wait on)."""
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(pid, signum)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + grace_s
+            while time.monotonic() < deadline:
+                if not pid_alive(pid):
+                    return
+                time.sleep(0.1)
+
+
+def pid_alive(pid: int) -> bool:
+    """Alive and not a zombie (a zombie has exited; only its parent has not reaped it yet)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
     def kill(self) -> None:
         self.signal(signal.SIGKILL)
         if self.process is not None:

@@ -70,10 +70,31 @@ class LocalStack:
     def _port(self, name: str) -> int:
         return free_port(PREFERRED_PORTS[name] if self.preferred_ports else None)
 
+    @property
+    def _record(self) -> Path:
+        return self.folder / "processes.json"
+
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
         child = Child(name, argv, self.folder / "logs" / f"{name}.log", env or {}).start()
         self.children.append(child)
+        # Written as each part starts, so that a stack whose parent was killed outright can
+        # be cleaned up by the next start (see stop_leftovers).
+        self._record.write_text(json.dumps(
+            {c.name: {"pid": c.process.pid, "program": c.argv[0]} for c in self.children}, indent=2
+        ))
         return child
+
+    def stop_leftovers(self) -> list[str]:
+        """Stop what a previous run of this home left running (its parent was SIGKILLed)."""
+        if not self._record.exists():
+            return []
+        stopped = []
+        for name, entry in json.loads(self._record.read_text()).items():
+            if still_running(entry["pid"], entry["program"]):
+                Child.stop_pid(entry["pid"])
+                stopped.append(name)
+        self._record.unlink()
+        return stopped
 
     def start_broker(self) -> str:
         port = self._port("kafka")
@@ -113,6 +134,7 @@ class LocalStack:
 
     def start_infrastructure(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.stop_leftovers()
         kafka = self.start_broker()
         mongo_uri = self.start_mongo()
         smtp_port = self.start_smtp_sink()
@@ -155,10 +177,6 @@ class LocalStack:
         for name, child in started:
             self.wait_ready(name, child, ready_timeout_s)
         ep.save(self.folder / "endpoints.json")
-        # What was started, so that an operator (or a test) can check nothing outlives a stop.
-        (self.folder / "processes.json").write_text(
-            json.dumps({c.name: c.process.pid for c in self.children}, indent=2)
-        )
 
     def wait_ready(self, name: str, child: Child, timeout_s: float) -> None:
         url = self.endpoints.services[name] + "/readyz"
@@ -182,3 +200,15 @@ class LocalStack:
         for child in reversed(self.children):
             child.stop()
         self.children.clear()
+        self._record.unlink(missing_ok=True)
+
+
+def still_running(pid: int, program: str) -> bool:
+    """True when ``pid`` is alive and still runs ``program`` (pids get reused)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    # A script's program shows up second, after its interpreter.
+    names = {Path(arg.decode(errors="replace")).name for arg in cmdline[:2]}
+    return Path(program).name in names
