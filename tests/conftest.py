@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from schemas.incidents import Evidence, Incident
 from services.localstack.stack import LocalStack
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,3 +74,38 @@ def unique() -> str:
 def model_cache() -> Path:
     """Where the default model bundle is cached between test runs (built once, well under 2 min)."""
     return Path(os.environ.get("STEWARD_TEST_MODEL_CACHE", REPO / ".steward" / "models"))
+
+
+def build_incident(**overrides: Any) -> Incident:
+    evidence = {
+        "event_id": "evt-1",
+        "message_id": "msg-1",
+        "member_id": "U123",
+        "channel_id": "C42",
+        "text": "I will find you",
+        "permalink": "https://acme.slack.com/archives/C42/p1",
+        "occurred_at": datetime(2025, 3, 1, 12, 0, tzinfo=UTC),
+    }
+    evidence.update(overrides.pop("evidence", {}))
+    fields: dict[str, Any] = {
+        "incident_id": "inc-0001",
+        "platform": "slack",
+        "community_id": "acme",
+        "channel_id": "C42",
+        "severity": "high",
+        "categories": {"threat": 0.97, "insult": 0.41},
+        "rule": "threat-high",
+        "policy_version": "2025-03-01",
+        "model_name": "steward-minilm",
+        "model_version": "1.2.0",
+        "evidence": Evidence(**evidence),
+        "created_at": datetime(2025, 3, 1, 12, 0, 5, tzinfo=UTC),
+    }
+    fields.update(overrides)
+    return Incident(**fields)
+
+
+@pytest.fixture
+def make_incident() -> Callable[..., Incident]:
+    """A valid Incident; keyword arguments override fields (``evidence`` merges)."""
+    return build_incident

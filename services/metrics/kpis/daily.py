@@ -4,7 +4,6 @@ Active on day D means at least one ``message_posted``, ``reaction_added`` or
 ``event_attended`` on D; edits, deletes, joins and leaves do not count.
 """
 
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta

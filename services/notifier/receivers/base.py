@@ -13,6 +13,7 @@ from schemas.base import UtcDatetime, utc_now
 from schemas.incidents import Incident
 
 __all__ = [
+    "Attempts",
     "Backoff",
     "DeliveryFailed",
     "DeliveryReceipt",
@@ -78,6 +79,34 @@ class Receiver(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} ({self.kind})>"
+
+
+class Attempts:
+    """One delivery's attempt count and last response code, and the receipt they make."""
+
+    def __init__(self, receiver: Receiver, incident: Incident) -> None:
+        self.receiver = receiver
+        self.incident_id = incident.incident_id
+        self.started = utc_now()
+        self.count = 0
+        self.code: int | None = None
+
+    def next(self) -> int:
+        self.count += 1
+        return self.count
+
+    def receipt(self, status: DeliveryStatus, detail: str) -> DeliveryReceipt:
+        return DeliveryReceipt(
+            receiver=self.receiver.name,
+            kind=self.receiver.kind,
+            incident_id=self.incident_id,
+            status=status,
+            attempts=self.count,
+            detail=detail,
+            response_code=self.code,
+            started_at=self.started,
+            finished_at=utc_now(),
+        )
 
 
 @dataclass(frozen=True)

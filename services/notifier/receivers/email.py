@@ -14,6 +14,7 @@ import aiosmtplib
 from schemas.base import utc_now
 from schemas.incidents import Incident
 from services.notifier.receivers.base import (
+    Attempts,
     Backoff,
     DeliveryFailed,
     DeliveryReceipt,
@@ -228,25 +229,10 @@ class EmailReceiver(Receiver):
 
     async def deliver(self, incident: Incident) -> DeliveryReceipt:
         message = render_email(incident, self.sender, self.recipients)
-        started = utc_now()
-        attempts = 0
-        code: int | None = None
-
-        def receipt(status: DeliveryStatus, detail: str) -> DeliveryReceipt:
-            return DeliveryReceipt(
-                receiver=self.name,
-                kind=self.kind,
-                incident_id=incident.incident_id,
-                status=status,
-                attempts=attempts,
-                detail=detail,
-                response_code=code,
-                started_at=started,
-                finished_at=utc_now(),
-            )
+        tries = Attempts(self, incident)
 
         while True:
-            attempts += 1
+            attempts = tries.next()
             try:
                 refused, reply = await aiosmtplib.send(
                     message,
@@ -261,21 +247,21 @@ class EmailReceiver(Receiver):
                     timeout=self.timeout_s,
                 )
             except aiosmtplib.SMTPException as exc:
-                code = _code(exc)
+                tries.code = _code(exc)
                 detail = f"{type(exc).__name__}: {exc}"
                 if _transient_code(exc) is None and not isinstance(exc, _TRANSIENT):
-                    raise DeliveryFailed(receipt(DeliveryStatus.failed, detail)) from exc
+                    raise DeliveryFailed(tries.receipt(DeliveryStatus.failed, detail)) from exc
             except _TRANSIENT as exc:  # socket-level: refused, reset, DNS, timeout
-                code = None
+                tries.code = None
                 detail = f"{type(exc).__name__}: {exc}"
             else:
-                code = 250
+                tries.code = 250
                 detail = reply.strip()
                 if refused:
                     detail += "; refused: " + ", ".join(
                         f"{addr} ({r.code} {r.message})" for addr, r in refused.items()
                     )
-                return receipt(DeliveryStatus.delivered, detail)
+                return tries.receipt(DeliveryStatus.delivered, detail)
             log.warning(
                 "email receiver %r attempt %d/%d failed: %s",
                 self.name,
@@ -284,5 +270,5 @@ class EmailReceiver(Receiver):
                 detail,
             )
             if attempts >= self.max_attempts:
-                raise DeliveryFailed(receipt(DeliveryStatus.failed, f"retries exhausted: {detail}"))
+                raise DeliveryFailed(tries.receipt(DeliveryStatus.failed, f"retries exhausted: {detail}"))
             await asyncio.sleep(self.backoff.delay(attempts))

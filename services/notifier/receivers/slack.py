@@ -12,10 +12,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from schemas.base import utc_now
 from schemas.feedback import FeedbackAction
 from schemas.incidents import Incident, Severity
 from services.notifier.receivers.base import (
+    Attempts,
     Backoff,
     DeliveryFailed,
     DeliveryReceipt,
@@ -272,37 +272,22 @@ class SlackWebhookReceiver(Receiver):
 
     async def deliver(self, incident: Incident) -> DeliveryReceipt:
         payload = render_blocks(incident)
-        started = utc_now()
-        attempts = 0
-        code: int | None = None
-
-        def receipt(status: DeliveryStatus, detail: str) -> DeliveryReceipt:
-            return DeliveryReceipt(
-                receiver=self.name,
-                kind=self.kind,
-                incident_id=incident.incident_id,
-                status=status,
-                attempts=attempts,
-                detail=detail,
-                response_code=code,
-                started_at=started,
-                finished_at=utc_now(),
-            )
+        tries = Attempts(self, incident)
 
         while True:
-            attempts += 1
+            attempts = tries.next()
             t0 = time.monotonic()
             try:
                 response = await self._http().post(self.url, json=payload, timeout=self.timeout_s)
             except httpx.TransportError as exc:
-                code = None
+                tries.code = None
                 detail = f"{type(exc).__name__} posting to {_redact(self.url)}: {exc}".rstrip(": ")
                 delay = self.backoff.delay(attempts)
             else:
-                code = response.status_code
+                code = tries.code = response.status_code
                 body = response.text[:200]
                 if response.is_success:
-                    return receipt(DeliveryStatus.delivered, f"HTTP {code} {body}".strip())
+                    return tries.receipt(DeliveryStatus.delivered, f"HTTP {code} {body}".strip())
                 if code == 429:
                     wait = _retry_after_s(response)
                     delay = min(
@@ -314,7 +299,7 @@ class SlackWebhookReceiver(Receiver):
                     delay = self.backoff.delay(attempts)
                     detail = f"HTTP {code} {body}".strip()
                 else:
-                    failed = receipt(DeliveryStatus.failed, f"HTTP {code} {body}".strip())
+                    failed = tries.receipt(DeliveryStatus.failed, f"HTTP {code} {body}".strip())
                     raise DeliveryFailed(failed)
             log.warning(
                 "slack receiver %r attempt %d/%d failed after %.0f ms: %s",
@@ -325,5 +310,5 @@ class SlackWebhookReceiver(Receiver):
                 detail,
             )
             if attempts >= self.max_attempts:
-                raise DeliveryFailed(receipt(DeliveryStatus.failed, f"retries exhausted: {detail}"))
+                raise DeliveryFailed(tries.receipt(DeliveryStatus.failed, f"retries exhausted: {detail}"))
             await asyncio.sleep(delay)

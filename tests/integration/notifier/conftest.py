@@ -1,6 +1,6 @@
 """Real local servers for the notifier's integration tests: a fake Slack incoming webhook
 (``http.server`` in a thread) and an SMTP server (aiosmtpd ``Controller``), both on
-127.0.0.1 with free ports; plus the incident factory."""
+127.0.0.1 with free ports. ``make_incident`` comes from tests/conftest.py."""
 
 import email
 import email.policy
@@ -11,53 +11,18 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from schemas.incidents import Evidence, Incident
 
 
-def build_incident(**overrides: Any) -> Incident:
-    evidence = {
-        "event_id": "evt-1",
-        "message_id": "msg-1",
-        "member_id": "U123",
-        "channel_id": "C42",
-        "text": "I will find you",
-        "permalink": "https://acme.slack.com/archives/C42/p1",
-        "occurred_at": datetime(2025, 3, 1, 12, 0, tzinfo=UTC),
-    }
-    evidence.update(overrides.pop("evidence", {}))
-    fields: dict[str, Any] = {
-        "incident_id": "inc-0001",
-        "platform": "slack",
-        "community_id": "acme",
-        "channel_id": "C42",
-        "severity": "high",
-        "categories": {"threat": 0.97, "insult": 0.41},
-        "rule": "threat-high",
-        "policy_version": "2025-03-01",
-        "model_name": "steward-minilm",
-        "model_version": "1.2.0",
-        "evidence": Evidence(**evidence),
-        "created_at": datetime(2025, 3, 1, 12, 0, 5, tzinfo=UTC),
-    }
-    fields.update(overrides)
-    return Incident(**fields)
-
-
-@pytest.fixture
-def make_incident() -> Callable[..., Incident]:
-    return build_incident
 
 
 def _free_port() -> int:
