@@ -182,6 +182,39 @@ _SEVERE_PRE = ["", "just ", "honestly ", "{u} ", "lol "]
 _SEVERE_POST = ["", " loser", ", nobody wants you", " already", " you worthless freak",
                 " and do us all a favor"]
 
+# Everyday short replies and plans. Short, informal, second-person text ("see you there",
+# "call me when you're done") is most of real chat; without many such lines the model
+# reads "short + you" as a threat or as toxicity.
+_PLANS = [
+    "see you {w}", "see u {w}", "c u {w}", "I'll see you {w}", "catch you {w}",
+    "I'll be there {w}", "meet you there {w}", "I'll call you {w}", "call me {w}",
+    "text you {w}", "I'll come find you {w}", "I'll pick you up {w}", "talk to you {w}",
+]
+_WHEN = ["there", "soon", "later", "tomorrow", "tonight", "at 6", "at the game",
+         "after class", "after work", "at the meetup", "on friday", "in 10", "next week",
+         "at the party", "in the lobby", "at practice"]
+_SHORT = [
+    "sounds good", "on my way", "omw", "it is", "same here", "lol yes", "yes", "yeah",
+    "ok", "okay", "sure", "for sure", "deal", "perfect", "nice", "cool", "great",
+    "agreed", "no worries", "thanks", "ty", "got it", "will do", "yep", "not really",
+    "I think so", "maybe", "good idea", "me too", "can't wait", "almost there",
+    "just arrived", "running late", "I'm here", "all set", "done", "haha true",
+]
+_SHORT_PRE = ["", "", "ok ", "haha ", "lol ", "yes, ", "oh ", "{u} ", "hey, ", "omg "]
+_SHORT_POST = ["", "", "!", "!!", ".", " 👍", " :)", " 😂", " xx", " mate", " babe",
+               " guys", " lol", " haha", " 🙂", " 🎉", " then", " tbh"]
+_PLAYFUL = [
+    "I'm gonna {v} you at {g}", "you're going to get {p} at {g} tonight",
+    "prepare to get {p} at {g}", "I'll {v} you at {g} next time",
+    "we're going to {v} them at {g}",
+]
+_PLAYFUL_VERBS = ["destroy", "crush", "smoke", "wreck", "murder", "annihilate", "beat",
+                  "demolish", "own"]
+_PLAYFUL_PAST = ["destroyed", "crushed", "smoked", "wrecked", "owned", "demolished", "rekt"]
+_PLAYFUL_GAMES = ["mario kart", "chess", "fifa", "smash", "ping pong", "trivia",
+                  "scrabble", "poker night", "tennis", "the pub quiz", "monopoly", "valorant"]
+_PLAYFUL_ENDS = ["", " 😂", " lol", " 😜", " haha", ", bring snacks", " 😎"]
+
 _T = frozenset({"toxicity"})
 
 
@@ -210,6 +243,14 @@ def _templated(rng: random.Random) -> list[SeedExample]:
         none, Sentiment.positive, 45)
     add("techviolence", [f.format(o=o) for f in _TECH_VIOLENCE for o in _TECH_OBJECTS],
         none, Sentiment.neutral, 50)
+    add("plans", [f.format(w=w) + e for f in _PLANS for w in _WHEN
+                  for e in ["", "!", " 👋", " :)", ", bye", " xx"]],
+        none, Sentiment.neutral, 90)
+    add("short", [(p + r + q) for p in _SHORT_PRE for r in _SHORT for q in _SHORT_POST],
+        none, Sentiment.neutral, 110)
+    add("playful", [f.format(v=v, p=pp, g=g) + e for f in _PLAYFUL for v in _PLAYFUL_VERBS
+                    for pp in _PLAYFUL_PAST for g in _PLAYFUL_GAMES for e in _PLAYFUL_ENDS],
+        none, Sentiment.positive, 45)
     add("insult", [o + f.format(a=a, n=n) for o in _INSULT_OPENERS for f in _INSULT_FORMS
                    for a in _INSULT_ADJS for n in _INSULT_NOUNS],
         _T | {"insult"}, Sentiment.negative, 60)

@@ -44,11 +44,13 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # Chosen on the held-out split: 2 top layers x 8 epochs had the fewest benign false
-    # flags and the best harmful recall of the variants tried (1 or 2 layers, 6-12 epochs,
-    # head-only on frozen [CLS] was clearly worse: macro AUC 0.95 vs 0.98).
+    # Chosen on the held-out split: 2 top layers had the fewest benign false flags and the
+    # best harmful recall of the variants tried (1 or 2 layers, 6-12 epochs, head-only on
+    # frozen [CLS] was clearly worse: macro AUC 0.95 vs 0.98). With the larger seed set
+    # (~2,000 training rows) 6 epochs converge (loss is flat after epoch 5) and keep the
+    # build under a minute on 2 cores.
     train_layers: int = 2        # top encoder layers that train; the rest are frozen and cached
-    epochs: int = 8
+    epochs: int = 6
     batch_size: int = 32
     lr_encoder: float = 2e-4
     lr_head: float = 1e-3
@@ -56,7 +58,10 @@ class TrainConfig:
     max_length: int = 64         # training length; seed messages are short
     holdout: float = 0.25        # share of hand-written groups held out for the card's metrics
     sentiment_weight: float = 0.5
-    max_pos_weight: float = 4.0  # caps the up-weighting of rare categories in the BCE loss
+    max_pos_weight: float = 2.0  # caps the up-weighting of rare categories in the BCE loss
+    # BCE targets become eps/2 and 1 - eps/2: the head stops pushing logits to +-inf on the
+    # short seed lines, so an unfamiliar short message lands near the middle, not at 0.99.
+    label_smoothing: float = 0.1
 
 
 class BundleCard(BaseModel):
@@ -263,7 +268,7 @@ def train_model(
     pos = cats.sum(0).clamp(min=1)
     pos_weight = ((len(train) - pos) / pos).sqrt().clamp(max=config.max_pos_weight)
     bce = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-    ce = nn.CrossEntropyLoss()
+    ce = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     head_params = list(top.pooler.parameters()) + list(top.classifier.parameters())
     opt = torch.optim.AdamW(
         [
@@ -283,7 +288,8 @@ def train_model(
         for idx in _length_batches(mask.sum(1), config.batch_size, gen):
             width = int(mask[idx].sum(1).max())
             logits = top(hidden[idx, :width], mask[idx, :width])
-            loss = bce(logits[:, :N_CATEGORIES], cats[idx]) + config.sentiment_weight * ce(
+            target = cats[idx] * (1 - config.label_smoothing) + config.label_smoothing / 2
+            loss = bce(logits[:, :N_CATEGORIES], target) + config.sentiment_weight * ce(
                 logits[:, N_CATEGORIES:], sent[idx]
             )
             opt.zero_grad()
