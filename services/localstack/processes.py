@@ -96,15 +96,6 @@ class Child:
                     return
                 time.sleep(0.1)
 
-
-def pid_alive(pid: int) -> bool:
-    """Alive and not a zombie (a zombie has exited; only its parent has not reaped it yet)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    return "\nState:\tZ" not in status
-
     def kill(self) -> None:
         self.signal(signal.SIGKILL)
         if self.process is not None:
@@ -115,3 +106,12 @@ def pid_alive(pid: int) -> bool:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return ""
+
+
+def pid_alive(pid: int) -> bool:
+    """Alive and not a zombie (a zombie has exited; only its parent has not reaped it yet)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
