@@ -2,14 +2,12 @@
 per text and an incident for what needs a human."""
 
 import asyncio
-import hashlib
 import logging
 
 from prometheus_client import Histogram
 
 from schemas import (
     ActivityKind,
-    Evidence,
     Incident,
     MemberActivity,
     ModerationVerdict,
@@ -17,6 +15,7 @@ from schemas import (
 )
 from services.moderation.model.bundle import ensure_default_bundle
 from services.moderation.model.classifier import Classifier
+from services.moderation.outcome import outcome
 from services.moderation.policy.evaluate import evaluate
 from services.moderation.policy.load import PolicyBook
 from services.runtime.broker import consumer_options
@@ -27,11 +26,6 @@ log = logging.getLogger("steward.moderation")
 
 CLASSIFIED_KINDS = frozenset({ActivityKind.message_posted, ActivityKind.message_edited})
 GROUP_ID = "steward-moderation"
-
-
-def stable_id(prefix: str, event_id: str) -> str:
-    """An id derived from the event alone, so a redelivered event yields the same one."""
-    return f"{prefix}-{hashlib.sha256(event_id.encode()).hexdigest()[:32]}"
 
 
 def create_service(settings: ModerationSettings | None = None) -> Service:
@@ -75,48 +69,13 @@ def create_service(settings: ModerationSettings | None = None) -> Service:
         model_latency.observe(latency_s)
 
         policy = policies.for_community(event.community_id)
-        decision = evaluate(policy, reading.scores, event.channel_id)
-        if decision is not None:
-            incident = Incident(
-                incident_id=stable_id("inc", event.event_id),
-                platform=event.platform,
-                community_id=event.community_id,
-                channel_id=event.channel_id,
-                severity=decision.severity,
-                categories=decision.categories,
-                rule=decision.rule,
-                policy_version=policy.version,
-                model_name=model.name,
-                model_version=model.version,
-                evidence=Evidence(
-                    event_id=event.event_id,
-                    message_id=event.message_id,
-                    member_id=event.member_id,
-                    channel_id=event.channel_id,
-                    text=event.text,
-                    permalink=event.permalink,
-                    occurred_at=event.occurred_at,
-                ),
-            )
-            await incidents.publish(incident.model_dump(mode="json"), key=incident.incident_id.encode())
-        verdict = ModerationVerdict(
-            verdict_id=stable_id("ver", event.event_id),
-            event_id=event.event_id,
-            platform=event.platform,
-            community_id=event.community_id,
-            channel_id=event.channel_id,
-            member_id=event.member_id,
-            message_id=event.message_id,
-            occurred_at=event.occurred_at,
-            scores={c: round(s, 4) for c, s in reading.scores.items()},
-            sentiment=reading.sentiment,
-            sentiment_scores={k: round(v, 4) for k, v in reading.sentiment_scores.items()},
-            flagged=decision is not None,
-            model_name=model.name,
-            model_version=model.version,
-            policy_version=policy.version,
-            latency_ms=round(latency_s * 1000, 3),
+        verdict, incident = outcome(
+            event, reading, evaluate(policy, reading.scores, event.channel_id),
+            policy_version=policy.version, model_name=model.name, model_version=model.version,
+            latency_ms=latency_s * 1000,
         )
+        if incident is not None:
+            await incidents.publish(incident.model_dump(mode="json"), key=incident.incident_id.encode())
         await verdicts.publish(verdict.model_dump(mode="json"), key=event.community_id.encode())
 
     return service

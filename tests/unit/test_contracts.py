@@ -5,7 +5,7 @@ from pydantic import ValidationError
 
 from schemas import MemberActivity
 from schemas.export import drifted
-from services.moderation.app import stable_id
+from services.moderation.outcome import stable_id
 
 
 def test_committed_json_schemas_match_the_models():
