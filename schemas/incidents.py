@@ -43,7 +43,8 @@ class Incident(Contract):
     community_id: str
     channel_id: str | None = None
     severity: Severity
-    categories: dict[Category, float] = Field(description="The categories that fired, with scores.")
+    category: Category = Field(description="The category whose rule set the severity.")
+    categories: dict[Category, float] = Field(description="Every category that fired, with its score.")
     rule: str = Field(description="The policy rule that fired.")
     policy_version: str
     model_name: str
@@ -56,9 +57,7 @@ class Incident(Contract):
         return {
             "community": self.community_id,
             "severity": self.severity.value,
-            "category": max(self.categories, key=self.categories.__getitem__)
-            if self.categories
-            else "",
+            "category": self.category,
             "channel": self.channel_id or "",
             "platform": self.platform.value,
             "rule": self.rule,

@@ -50,7 +50,9 @@ def up(
 
     model_dir = ModerationSettings(home=home).model_dir or build_default_model(home)
     stack = LocalStack(home, service_env={"STEWARD_MODEL_DIR": str(Path(model_dir).resolve())})
-    # Turn SIGTERM into the same clean stop as Ctrl-C.
+    # Ctrl-C and SIGTERM both stop cleanly, even when started where SIGINT is inherited as
+    # ignored (a background job of a non-interactive shell).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         with console.status("starting tansu, nx-27017 and the SMTP sink"):
@@ -121,8 +123,10 @@ def run_demo(home: Path) -> None:
         table.add_row(incident.severity.value, incident.rule, incident.evidence.member_id,
                       incident.channel_id or "", (incident.evidence.text or "")[:70])
     console.print(table)
-    kpi_table = Table("day", "DAU", "messages", "replies", "reactions", "joins", "leaves", "classified",
-                      "flagged", title=f"KPIs of {COMMUNITY_ID}")
+    kpi_table = Table(title=f"KPIs of {COMMUNITY_ID}")
+    kpi_table.add_column("day", no_wrap=True, min_width=10)
+    for header in ("DAU", "msgs", "replies", "reacts", "joins", "leaves", "classified", "flagged"):
+        kpi_table.add_column(header, justify="right")
     for day in kpis["days"]:
         kpi_table.add_row(*(str(day[k]) for k in ("day", "dau", "messages", "replies", "reactions",
                                                   "joins", "leaves", "classified", "flagged")))

@@ -93,6 +93,7 @@ def build_incident(**overrides: Any) -> Incident:
         "community_id": "acme",
         "channel_id": "C42",
         "severity": "high",
+        "category": "threat",
         "categories": {"threat": 0.97, "insult": 0.41},
         "rule": "threat-high",
         "policy_version": "2025-03-01",

@@ -49,6 +49,7 @@ def outcome(
     incident = Incident(
         incident_id=stable_id("inc", event.event_id),
         severity=decision.severity,
+        category=decision.category,
         categories=decision.categories,
         rule=decision.rule,
         evidence=Evidence(

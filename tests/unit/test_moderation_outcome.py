@@ -28,9 +28,10 @@ def run(text_scores: TextScores):
 
 
 def test_harmful_text_gives_a_flagged_verdict_and_an_incident_with_evidence():
-    verdict, incident = run(reading(threat=0.93))
+    verdict, incident = run(reading(threat=0.93, toxicity=0.99))
     assert verdict.flagged and verdict.latency_ms == 12.346
     assert incident.severity is Severity.high and incident.rule == "threshold:threat"
+    assert incident.category == "threat" and incident.labels()["category"] == "threat"
     assert incident.evidence.text == "I will hurt you" and incident.evidence.permalink == "https://x/p1"
     assert (incident.policy_version, incident.model_version) == (built_in_policy().version, "7")
     # Ids depend on the event only: a redelivery yields the same verdict and incident.

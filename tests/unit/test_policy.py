@@ -15,6 +15,7 @@ def test_most_severe_category_names_the_rule():
     decision = evaluate(built_in_policy(), {**QUIET, "insult": 0.9, "threat": 0.6, "toxicity": 0.95})
     assert decision.severity is Severity.high
     assert decision.rule == "threshold:threat"
+    assert decision.category == "threat"  # the rule's category, though toxicity scored higher
     assert set(decision.categories) == {"insult", "threat", "toxicity"}
 
 

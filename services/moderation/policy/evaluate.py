@@ -9,6 +9,7 @@ from services.moderation.policy.model import Policy
 @dataclass(frozen=True)
 class Decision:
     severity: Severity
+    category: str
     categories: dict[str, float]
     rule: str
 
@@ -30,6 +31,7 @@ def evaluate(policy: Policy, scores: dict[str, float], channel_id: str | None = 
     scope = f"channel:{channel_id}:" if channel_id in policy.channels and top in policy.channels[channel_id] else ""
     return Decision(
         severity=fired[top][0].severity,
+        category=top,
         categories={c: round(score, 4) for c, (_, score) in fired.items()},
         rule=f"{scope}threshold:{top}",
     )

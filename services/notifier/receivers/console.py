@@ -20,7 +20,7 @@ EXCERPT_LIMIT = 280
 def render_summary(incident: Incident) -> str:
     """One paragraph (one line) a human can read in a terminal or a log."""
     ev = incident.evidence
-    category = incident.labels()["category"] or "incident"
+    category = incident.category
     score = incident.categories.get(category) if incident.categories else None
     scored = f" ({score:.2f})" if score is not None else ""
     channel = incident.channel_id or ev.channel_id

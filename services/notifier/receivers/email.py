@@ -36,14 +36,10 @@ def _one_line(text: str, limit: int = 200) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _top_category(incident: Incident) -> str:
-    return incident.labels()["category"] or "incident"
-
-
 def render_subject(incident: Incident) -> str:
     """``[Steward][HIGH] threat in <community>``; CR/LF can never reach the header."""
     return _one_line(
-        f"[Steward][{incident.severity.value.upper()}] {_top_category(incident)} "
+        f"[Steward][{incident.severity.value.upper()}] {incident.category} "
         f"in {incident.community_id}",
         250,
     )
@@ -117,7 +113,7 @@ def _render_html(incident: Incident) -> str:
         else ""
     )
     heading = (
-        f"{incident.severity.value.upper()} · {_top_category(incident)} in {incident.community_id}"
+        f"{incident.severity.value.upper()} · {incident.category} in {incident.community_id}"
     )
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{e(render_subject(incident))}</title></head>

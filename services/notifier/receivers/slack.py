@@ -101,11 +101,6 @@ def _plain(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + ELLIPSIS
 
 
-def _top_category(incident: Incident) -> str:
-    labels = incident.labels()
-    return labels["category"] or "incident"
-
-
 def _is_link(url: str | None) -> bool:
     return bool(url) and url.startswith(("https://", "http://")) and len(url) <= BUTTON_URL_LIMIT
 
@@ -124,7 +119,7 @@ def render_text(incident: Incident) -> str:
     """The plain notification text (push notifications, clients without blocks)."""
     sev = incident.severity.value.upper()
     return truncate_escaped(
-        f"[{sev}] {_top_category(incident)} in {incident.community_id}: "
+        f"[{sev}] {incident.category} in {incident.community_id}: "
         f"rule {incident.rule} ({incident.incident_id})",
         500,
     )
@@ -133,7 +128,7 @@ def render_text(incident: Incident) -> str:
 def render_blocks(incident: Incident) -> dict[str, Any]:
     """A Slack message payload (``text`` fallback + Block Kit ``blocks``) for an incident."""
     sev = incident.severity
-    category = _top_category(incident)
+    category = incident.category
     evidence = incident.evidence
     channel = incident.channel_id or evidence.channel_id
 

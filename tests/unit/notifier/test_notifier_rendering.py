@@ -134,7 +134,7 @@ def test_permalink_button_only_for_web_links(make_incident) -> None:
 def test_missing_text_and_scores(make_incident) -> None:
     payload = render_blocks(make_incident(evidence={"text": None}, categories={}))
     assert "no text captured" in _evidence_section(payload)["text"]["text"]
-    assert "incident in acme" in payload["blocks"][0]["text"]["text"]
+    assert "threat in acme" in payload["blocks"][0]["text"]["text"]  # the rule's category
     assert not any("*Scores*" in b.get("text", {}).get("text", "") for b in payload["blocks"])
     payload = render_blocks(make_incident())
     (scores,) = [b for b in payload["blocks"] if "*Scores*" in b.get("text", {}).get("text", "")]
