@@ -8,7 +8,8 @@ class SignatureError(Exception):
     """The request is not provably from the platform; the message says why (sent as 401)."""
 
 
-def _fresh_timestamp(timestamp: str | None, now: float, tolerance_s: int) -> int:
+def fresh_timestamp(timestamp: str | None, now: float, tolerance_s: int) -> int:
+    """The sender's Unix timestamp, refused outside the replay window."""
     if not timestamp:
         raise SignatureError("missing request timestamp header")
     try:
@@ -20,11 +21,17 @@ def _fresh_timestamp(timestamp: str | None, now: float, tolerance_s: int) -> int
     return sent_at
 
 
-def _hmac_hex(secret: str, message: bytes) -> str:
+def hmac_sha256_hex(secret: str, message: bytes) -> str:
+    """Hex HMAC-SHA256; compare results with :func:`same`, never with ``==``."""
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def _require_secret(secret: str) -> None:
+def same(expected: str, presented: str | None) -> bool:
+    """Constant-time string comparison; a missing value never matches."""
+    return presented is not None and hmac.compare_digest(expected.encode(), presented.encode())
+
+
+def require_secret(secret: str) -> None:
     if not secret:
         # Refuse rather than accept unsigned traffic when the operator forgot a secret.
         raise SignatureError("no signing secret is configured for this source")
@@ -35,17 +42,17 @@ def verify_slack(
     tolerance_s: int = 300,
 ) -> None:
     """Slack's v0 scheme: ``v0=`` + HMAC-SHA256 of ``v0:{timestamp}:{body}``."""
-    _require_secret(secret)
-    _fresh_timestamp(timestamp, now, tolerance_s)
+    require_secret(secret)
+    fresh_timestamp(timestamp, now, tolerance_s)
     if not signature:
         raise SignatureError("missing X-Slack-Signature header")
-    expected = "v0=" + _hmac_hex(secret, b"v0:" + timestamp.encode() + b":" + body)
-    if not hmac.compare_digest(expected, signature):
+    expected = "v0=" + hmac_sha256_hex(secret, b"v0:" + timestamp.encode() + b":" + body)
+    if not same(expected, signature):
         raise SignatureError("X-Slack-Signature does not match the body")
 
 
 def sign_slack(secret: str, timestamp: int, body: bytes) -> str:
-    return "v0=" + _hmac_hex(secret, f"v0:{timestamp}:".encode() + body)
+    return "v0=" + hmac_sha256_hex(secret, f"v0:{timestamp}:".encode() + body)
 
 
 def verify_steward(
@@ -56,14 +63,14 @@ def verify_steward(
 
     Binding the timestamp into the MAC is what makes the replay window meaningful.
     """
-    _require_secret(secret)
-    _fresh_timestamp(timestamp, now, tolerance_s)
+    require_secret(secret)
+    fresh_timestamp(timestamp, now, tolerance_s)
     if not signature:
         raise SignatureError("missing X-Steward-Signature header")
-    expected = "sha256=" + _hmac_hex(secret, timestamp.encode() + b"." + body)
-    if not hmac.compare_digest(expected, signature):
+    expected = "sha256=" + hmac_sha256_hex(secret, timestamp.encode() + b"." + body)
+    if not same(expected, signature):
         raise SignatureError("X-Steward-Signature does not match the body")
 
 
 def sign_steward(secret: str, timestamp: int, body: bytes) -> str:
-    return "sha256=" + _hmac_hex(secret, f"{timestamp}.".encode() + body)
+    return "sha256=" + hmac_sha256_hex(secret, f"{timestamp}.".encode() + body)

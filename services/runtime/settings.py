@@ -54,6 +54,13 @@ class IngestSettings(RuntimeSettings):
     service_name: str = "ingest"
     slack_signing_secret: SecretStr = SecretStr("")
     generic_signing_secret: SecretStr = SecretStr("")
+    connections_file: Path | None = Field(
+        default=None, description="YAML list of connections: one per community and platform."
+    )
+    max_body_bytes: int = Field(default=1_048_576, gt=0, description="Larger bodies get 413.")
+    recent_event_ids: int = Field(
+        default=100_000, ge=0, description="Acked event ids remembered to answer retries at once."
+    )
     signature_tolerance_s: int = Field(default=300, description="Replay window for signed webhooks.")
     publish_timeout_s: float = Field(
         default=2.5,

@@ -52,7 +52,8 @@ def test_ack_after_broker_then_503_when_it_is_gone(tmp_path):
             assert any(k == "traceparent" for k, _ in record.headers)
 
             bad = client.post("/webhooks/slack", content=b"{}", headers={
-                "X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=00"})
+                "X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=00",
+                "Content-Type": "application/json"})
             assert bad.status_code == 401 and "signature rejected" in bad.json()["detail"]
 
             stack.child("tansu").kill()
@@ -72,6 +73,7 @@ def test_malformed_json_is_a_400_that_says_why():
     now = int(time.time())
     body = b'{"type": "event_callback", "team_id": "T1"'
     response = client.post("/webhooks/slack", content=body, headers={
-        "X-Slack-Request-Timestamp": str(now), "X-Slack-Signature": sign_slack(SECRET, now, body)})
+        "X-Slack-Request-Timestamp": str(now), "X-Slack-Signature": sign_slack(SECRET, now, body),
+        "Content-Type": "application/json"})
     assert response.status_code == 400
     assert "body is not JSON" in response.json()["detail"]

@@ -1,11 +1,14 @@
-"""One small module per platform: how its payloads map onto MemberActivity.
+"""One small module per platform: how its deliveries are verified and what they become.
 
-Each module exposes ``SOURCE``, a :class:`WebhookSource`: the data ingest needs to serve it
-(its route, signature scheme and headers, and its normalize function). Adding a platform is
-adding a module and listing it in :data:`SOURCES`; the HTTP code stays as it is.
+Each module exposes ``SOURCE``, a :class:`WebhookSource`: data plus two small functions,
+``verify(delivery, secret)`` and ``normalize(payload, delivery)``. Adding a platform is
+adding a module with a ``SOURCE``; :func:`sources` finds it and the HTTP code stays as it is.
 """
 
-from collections.abc import Callable
+import importlib
+import pkgutil
+
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,8 +20,21 @@ class MalformedPayload(ValueError):
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """One webhook request as an adapter sees it."""
+
+    body: bytes
+    headers: Mapping[str, str]  # case-insensitive
+    now: float  # Unix seconds at arrival
+    tolerance_s: int  # replay window for platforms that sign a timestamp
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+
+@dataclass(frozen=True)
 class Normalized:
-    """What a webhook body turned into: events to publish, and an optional direct answer."""
+    """What a delivery turned into: events to publish, and an optional direct answer."""
 
     events: list[MemberActivity] = field(default_factory=list)
     reply: dict | None = None
@@ -27,17 +43,19 @@ class Normalized:
 
 @dataclass(frozen=True)
 class WebhookSource:
-    name: str
+    name: str  # also the route: POST /webhooks/{name}[/{connection}]
     summary: str
-    verify: Callable[..., None]
-    timestamp_header: str
-    signature_header: str
-    secret_setting: str
-    normalize: Callable[[Any], Normalized]
+    verify: Callable[[Delivery, str], None]  # raises SignatureError with the reason
+    normalize: Callable[[Any, Delivery], Normalized]  # raises MalformedPayload
     accepted_status: int = 202
 
 
-def sources() -> tuple[WebhookSource, ...]:
-    from services.ingest.platforms import generic, slack
-
-    return (slack.SOURCE, generic.SOURCE)
+def sources() -> dict[str, WebhookSource]:
+    """Every module of this package that declares a ``SOURCE``, by platform name."""
+    found = {}
+    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        source = getattr(module, "SOURCE", None)
+        if isinstance(source, WebhookSource):
+            found[source.name] = source
+    return found

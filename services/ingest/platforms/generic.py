@@ -6,14 +6,14 @@ from pydantic import TypeAdapter, ValidationError
 
 from schemas import MemberActivity
 from schemas.base import utc_now
-from services.ingest.platforms import MalformedPayload, Normalized, WebhookSource
+from services.ingest.platforms import Delivery, MalformedPayload, Normalized, WebhookSource
 from services.ingest.signatures import verify_steward
 
 _many = TypeAdapter(list[MemberActivity])
 MAX_EVENTS = 500
 
 
-def normalize(payload: Any) -> Normalized:
+def normalize(payload: Any, delivery: Delivery | None = None) -> Normalized:
     items = payload if isinstance(payload, list) else [payload]
     if len(items) > MAX_EVENTS:
         raise MalformedPayload(f"at most {MAX_EVENTS} events per request, got {len(items)}")
@@ -36,12 +36,20 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
+def verify(delivery: Delivery, secret: str) -> None:
+    verify_steward(
+        secret,
+        timestamp=delivery.header("X-Steward-Timestamp"),
+        body=delivery.body,
+        signature=delivery.header("X-Steward-Signature"),
+        now=delivery.now,
+        tolerance_s=delivery.tolerance_s,
+    )
+
+
 SOURCE = WebhookSource(
     name="generic",
     summary="MemberActivity JSON (one object or an array) signed with HMAC-SHA256",
-    verify=verify_steward,
-    timestamp_header="X-Steward-Timestamp",
-    signature_header="X-Steward-Signature",
-    secret_setting="generic_signing_secret",
+    verify=verify,
     normalize=normalize,
 )

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas import ActivityKind, MemberActivity, Platform
-from services.ingest.platforms import MalformedPayload, Normalized, WebhookSource
+from services.ingest.platforms import Delivery, MalformedPayload, Normalized, WebhookSource
 from services.ingest.signatures import verify_slack
 
 MESSAGE_SUBTYPES: dict[str | None, ActivityKind] = {
@@ -71,7 +71,7 @@ def _other_fields(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def normalize(payload: dict[str, Any]) -> Normalized:
+def normalize(payload: dict[str, Any], delivery: Delivery | None = None) -> Normalized:
     kind_of_payload = payload.get("type")
     if kind_of_payload == "url_verification":
         if "challenge" not in payload:
@@ -117,13 +117,21 @@ def normalize(payload: dict[str, Any]) -> Normalized:
     )
 
 
+def verify(delivery: Delivery, secret: str) -> None:
+    verify_slack(
+        secret,
+        timestamp=delivery.header("X-Slack-Request-Timestamp"),
+        body=delivery.body,
+        signature=delivery.header("X-Slack-Signature"),
+        now=delivery.now,
+        tolerance_s=delivery.tolerance_s,
+    )
+
+
 SOURCE = WebhookSource(
     name="slack",
     summary="Slack Events API (v0 request signatures)",
-    verify=verify_slack,
-    timestamp_header="X-Slack-Request-Timestamp",
-    signature_header="X-Slack-Signature",
-    secret_setting="slack_signing_secret",
+    verify=verify,
     normalize=normalize,
-    accepted_status=200,
+    accepted_status=200,  # Slack wants a plain 200 within 3 s
 )
