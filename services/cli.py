@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from services.ingest.github_redeliver import app as github_app
 from services.runtime.settings import RuntimeSettings
 
 app = typer.Typer(help="Steward: trust & safety and community health.", no_args_is_help=True)
@@ -19,6 +20,7 @@ model_app = typer.Typer(help="Moderation model bundles.", no_args_is_help=True)
 schemas_app = typer.Typer(help="Contracts: JSON Schema and AsyncAPI documents.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(github_app, name="github")
 console = Console()
 
 HomeOption = Annotated[Path, typer.Option(help="State folder (STEWARD_HOME).", envvar="STEWARD_HOME")]
