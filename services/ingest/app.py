@@ -11,8 +11,9 @@ from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
+from schemas import MemberActivity, topics
 from services.ingest.connections import DEFAULT, Connections
-from services.ingest.platforms import Delivery, MalformedPayload, WebhookSource, sources
+from services.ingest.platforms import Delivery, MalformedPayload, sources
 from services.ingest.publish import ActivityPublisher, BrokerUnavailable
 from services.ingest.recent import RecentEvents
 from services.ingest.signatures import SignatureError
@@ -51,7 +52,15 @@ def create_service(settings: IngestSettings | None = None, connections: Connecti
         settings.connections_file, list(platforms),
         defaults={"slack": settings.slack_signing_secret, "generic": settings.generic_signing_secret},
     )
-    publisher = ActivityPublisher(service.broker, settings.publish_timeout_s)
+    publisher = ActivityPublisher(settings, settings.publish_timeout_s)
+    # Declared for the AsyncAPI document; records go through the leaner producer above.
+    service.broker.publisher(
+        topics.ACTIVITY, title=topics.ACTIVITY, schema=MemberActivity,
+        description="Normalized member activity, keyed by community and member.",
+    )
+
+    service.on_startup(publisher.start)
+    service.on_shutdown(publisher.stop)
     recent = RecentEvents(settings.recent_event_ids)
     webhooks = Counter(
         "steward_ingest_webhooks", "Webhook deliveries by platform and outcome", ["platform", "outcome"],
@@ -66,8 +75,10 @@ def create_service(settings: IngestSettings | None = None, connections: Connecti
         webhooks.labels(platform, outcome).inc()
         return HTTPException(status, detail=detail)
 
-    async def accept(source: WebhookSource, connection_name: str, request: Request) -> JSONResponse:
-        platform = source.name
+    async def accept(platform: str, connection_name: str, request: Request) -> JSONResponse:
+        source = platforms.get(platform)
+        if source is None:
+            raise refuse("unknown", "unknown_connection", 404, f"no platform named {platform!r}")
         connection = connections.get(platform, connection_name)
         if connection is None:
             raise refuse(platform, "unknown_connection", 404, f"no {platform} connection named {connection_name!r}")
@@ -115,19 +126,16 @@ def create_service(settings: IngestSettings | None = None, connections: Connecti
         return JSONResponse({"accepted": len(events), "ignored": normalized.ignored},
                             status_code=source.accepted_status)
 
-    def route(source: WebhookSource, named: bool):
-        if named:
-            async def endpoint(request: Request, connection: str) -> JSONResponse:
-                return await accept(source, connection, request)
-        else:
-            async def endpoint(request: Request) -> JSONResponse:
-                return await accept(source, DEFAULT, request)
-        return endpoint
+    summary = "Webhook of one platform: " + ", ".join(sorted(platforms))
 
-    for source in platforms.values():
-        for path, named in ((f"/webhooks/{source.name}", False), (f"/webhooks/{source.name}/{{connection}}", True)):
-            service.app.add_api_route(path, route(source, named), methods=["POST"], summary=source.summary,
-                                      name=f"webhook_{source.name}{'_named' if named else ''}")
+    @service.app.post("/webhooks/{platform}", summary=summary)
+    async def default_connection(platform: str, request: Request) -> JSONResponse:
+        return await accept(platform, DEFAULT, request)
+
+    @service.app.post("/webhooks/{platform}/{connection}", summary=summary + " (a named connection)")
+    async def named_connection(platform: str, connection: str, request: Request) -> JSONResponse:
+        return await accept(platform, connection, request)
+
     return service
 
 

@@ -16,6 +16,8 @@ from services.localstack.processes import Child, free_port, wait_for_port
 from services.runtime.broker import ensure_topics
 
 SERVICES = ("ingest", "moderation", "metrics", "notifier")
+# The production server settings, shared by the local stack, the images and the benchmarks.
+SERVER_OPTIONS = ("--loop", "uvloop", "--http", "httptools", "--no-access-log")
 PREFERRED_PORTS = {
     "kafka": 9092, "mongo": 27017, "smtp": 2525,
     "ingest": 8000, "metrics": 8001, "moderation": 8002, "notifier": 8003,
@@ -168,7 +170,7 @@ class LocalStack:
             child = self._spawn(
                 name,
                 [sys.executable, "-m", "uvicorn", "--factory", f"services.{name}.app:create_app",
-                 "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+                 "--host", "127.0.0.1", "--port", str(port), *SERVER_OPTIONS,
                  "--timeout-graceful-shutdown", "20"],
                 env=self.service_environment(name),
             )

@@ -16,22 +16,22 @@ from typing import Any
 from fastapi import FastAPI, Response
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from services.runtime.broker import make_broker
 from services.runtime.deadletter import DeadLetterPolicy
 from services.runtime.mongo import database, make_mongo, ping
 from services.runtime.settings import RuntimeSettings
+from services.runtime.startup import start_closing_on_failure, wait_for
 from services.runtime.telemetry import setup_logging, setup_tracing
 
 log = logging.getLogger("steward.service")
 
 Hook = Callable[[], Awaitable[None]]
 CHECK_TIMEOUT_S = 2.0
+UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class Service:
@@ -55,12 +55,23 @@ class Service:
         self.mongo: AsyncMongoClient | None = make_mongo(settings) if uses_mongo else None
         self._on_startup: list[Hook] = []
         self._on_shutdown: list[Hook] = []
-        self.app = FastAPI(title=title, lifespan=self._lifespan)
+        # FastAPI's own OpenTelemetry support: one server span per request, continuing the
+        # caller's traceparent. Per-dependency spans and FastAPI's metrics are off (they cost
+        # more than a webhook's own work; Prometheus covers metrics).
+        self.app = FastAPI(
+            title=title,
+            lifespan=self._lifespan,
+            telemetry={
+                "tracer_provider": self.tracer_provider,
+                "operation_spans": False,
+                "metrics": False,
+                "logs": False,
+                "exclude": lambda scope: scope.get("path") in UNTRACED_PATHS,
+            },
+        )
         self.app.state.service = self
         self._add_operational_routes()
-        FastAPIInstrumentor.instrument_app(
-            self.app, tracer_provider=self.tracer_provider, excluded_urls="healthz,readyz,metrics"
-        )
+
 
     @property
     def db(self) -> AsyncDatabase:
@@ -117,24 +128,13 @@ class Service:
         async def metrics() -> Response:
             return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
-    async def _wait_for(self, name: str, probe: Callable[[], Awaitable[Any]]) -> None:
-        async for attempt in AsyncRetrying(
-            wait=wait_exponential(multiplier=0.2, max=5),
-            retry=retry_if_exception_type(Exception),
-            before_sleep=lambda state: log.warning(
-                "%s not reachable yet (%s); retrying", name, state.outcome.exception()
-            ),
-        ):
-            with attempt:
-                await probe()
-
     @asynccontextmanager
     async def _lifespan(self, _: FastAPI) -> AsyncIterator[None]:
         if self.mongo is not None:
-            await self._wait_for("MongoDB", lambda: ping(self.mongo))
+            await wait_for("MongoDB", lambda: ping(self.mongo))
         for hook in self._on_startup:
             await hook()
-        await self._wait_for("Kafka", self._connect_broker)
+        await wait_for("Kafka", lambda: start_closing_on_failure(self.broker))
         log.info("%s started", self.title)
         try:
             yield
@@ -147,10 +147,3 @@ class Service:
                 await self.mongo.close()
             self.tracer_provider.shutdown()
             log.info("%s stopped", self.title)
-
-    async def _connect_broker(self) -> None:
-        try:
-            await self.broker.start()
-        except Exception:
-            await self.broker.stop()
-            raise

@@ -12,13 +12,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from opentelemetry.sdk.trace import TracerProvider
-from prometheus_client import CollectorRegistry
 
 from schemas import MemberActivity, topics
 from services.ingest.publish import ActivityPublisher, BrokerUnavailable
 from services.ingest.reddit import RedditClient, RedditPoller, RedditSettings
-from services.runtime.broker import ensure_topics, make_broker
+from services.runtime.broker import ensure_topics
 from services.runtime.mongo import database, make_mongo
 from tests.support import read_all
 
@@ -245,12 +243,12 @@ async def test_poller_publishes_new_items_oldest_first_and_resumes_from_its_curs
     await ensure_topics(bootstrap)
     settings = settings_for(fake_reddit, local_stack, unique, sub)
 
-    broker, _ = make_broker(settings, registry=CollectorRegistry(), tracer_provider=TracerProvider())
-    publish = Recorder(ActivityPublisher(broker, settings.publish_timeout_s).publish)
+    publisher = ActivityPublisher(settings, settings.publish_timeout_s)
+    publish = Recorder(publisher.publish)
     mongo = make_mongo(settings)
     db = database(mongo, settings)
     cursors = db[settings.reddit_cursor_collection]
-    await broker.start()
+    await publisher.start()
     try:
         # History before the first run is not backfilled.
         old_post = fake_reddit.post(sub, "old_timer", "An old post", T0)
@@ -335,7 +333,7 @@ async def test_poller_publishes_new_items_oldest_first_and_resumes_from_its_curs
         on_topic = await topic_events(bootstrap, community)
         assert len(on_topic) == 9 and len({e.event_id for e in on_topic}) == 9
     finally:
-        await broker.stop()
+        await publisher.stop()
         await mongo.close()
 
 

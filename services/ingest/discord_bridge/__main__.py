@@ -11,41 +11,20 @@ import logging
 import signal
 import sys
 
-from faststream.kafka import KafkaBroker
-from prometheus_client import CollectorRegistry
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from services.ingest.discord_bridge.gateway import GatewayClient, GatewayConfig, GatewayError
 from services.ingest.discord_bridge.settings import DiscordBridgeSettings
 from services.ingest.platforms.discord import GatewayMemory
 from services.ingest.publish import ActivityPublisher
-from services.runtime.broker import make_broker
 from services.runtime.telemetry import setup_logging, setup_tracing
 
 log = logging.getLogger("steward.discord")
 
 
-async def start_broker(broker: KafkaBroker) -> None:
-    """Start the producer, retrying with backoff until the broker answers."""
-    async for attempt in AsyncRetrying(
-        wait=wait_exponential(multiplier=0.2, max=5),
-        retry=retry_if_exception_type(Exception),
-        before_sleep=lambda state: log.warning("Kafka not reachable yet (%s); retrying", state.outcome.exception()),
-    ):
-        with attempt:
-            try:
-                await broker.start()
-            except Exception:
-                await broker.stop()
-                raise
-
-
 async def serve(settings: DiscordBridgeSettings) -> None:
-    registry = CollectorRegistry()
     tracer_provider = setup_tracing(settings)
-    broker, _ = make_broker(settings, registry=registry, tracer_provider=tracer_provider)
-    publisher = ActivityPublisher(broker, settings.publish_timeout_s)  # before start: it registers
-    await start_broker(broker)
+    publisher = ActivityPublisher(settings, settings.publish_timeout_s)
+    await publisher.start()
     client = GatewayClient(
         GatewayConfig.from_settings(settings), publisher.publish, memory=GatewayMemory(settings.discord_memory_size)
     )
@@ -57,7 +36,7 @@ async def serve(settings: DiscordBridgeSettings) -> None:
     try:
         await client.run()
     finally:
-        await broker.stop()
+        await publisher.stop()
         tracer_provider.shutdown()
         log.info("Discord bridge stopped: %s", client.counts)
 

@@ -6,30 +6,16 @@ import asyncio
 import logging
 import signal
 
-from prometheus_client import CollectorRegistry
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from services.ingest.publish import ActivityPublisher
 from services.ingest.reddit.client import RedditClient
 from services.ingest.reddit.poller import RedditPoller
 from services.ingest.reddit.settings import RedditSettings
-from services.runtime.broker import make_broker
+from services.runtime.startup import wait_for
 from services.runtime.mongo import database, make_mongo, ping
 from services.runtime.telemetry import setup_logging, setup_tracing
 
 log = logging.getLogger("steward.ingest.reddit")
-
-
-async def _wait_for(name: str, probe) -> None:
-    async for attempt in AsyncRetrying(
-        wait=wait_exponential(multiplier=0.2, max=5),
-        retry=retry_if_exception_type(Exception),
-        before_sleep=lambda state: log.warning(
-            "%s not reachable yet (%s); retrying", name, type(state.outcome.exception()).__name__
-        ),
-    ):
-        with attempt:
-            await probe()
 
 
 async def main(settings: RedditSettings | None = None) -> None:
@@ -41,8 +27,7 @@ async def main(settings: RedditSettings | None = None) -> None:
     if not settings.reddit_client_id:
         raise SystemExit("STEWARD_REDDIT_CLIENT_ID is not set")
     tracer_provider = setup_tracing(settings)
-    broker, _ = make_broker(settings, registry=CollectorRegistry(), tracer_provider=tracer_provider)
-    publisher = ActivityPublisher(broker, settings.publish_timeout_s)
+    publisher = ActivityPublisher(settings, settings.publish_timeout_s)
     mongo = make_mongo(settings)
 
     stop = asyncio.Event()
@@ -58,16 +43,9 @@ async def main(settings: RedditSettings | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
 
-    async def connect_broker() -> None:
-        try:
-            await broker.start()
-        except Exception:
-            await broker.stop()
-            raise
-
     try:
-        await _wait_for("MongoDB", lambda: ping(mongo))
-        await _wait_for("Kafka", connect_broker)
+        await wait_for("MongoDB", lambda: ping(mongo))
+        await publisher.start()
         async with RedditClient(settings) as client:
             poller = RedditPoller(settings, client=client, db=database(mongo, settings),
                                   publish=publisher.publish)
@@ -78,7 +56,7 @@ async def main(settings: RedditSettings | None = None) -> None:
     except asyncio.CancelledError:
         log.info("stopped while connecting")
     finally:
-        await broker.stop()
+        await publisher.stop()
         await mongo.close()
         tracer_provider.shutdown()
         log.info("reddit poller stopped")
