@@ -98,8 +98,8 @@ class LocalStack:
         self._record.unlink()
         return stopped
 
-    def start_broker(self) -> str:
-        port = self._port("kafka")
+    def start_broker(self, port: int | None = None) -> str:
+        port = port or self._port("kafka")
         url = f"tcp://127.0.0.1:{port}"
         child = self._spawn(
             "tansu", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]

@@ -62,6 +62,21 @@ def test_ack_after_broker_then_503_when_it_is_gone(tmp_path):
             assert refused.status_code == 503, refused.text
             assert refused.headers["Retry-After"] == "7"
             assert time.monotonic() - started < 10
+
+            # The broker comes back (tansu keeps nothing in memory mode, so the topics are
+            # made again): the platform's retry of the same delivery is accepted and lands.
+            stack.children.clear()
+            stack.start_broker(port=int(bootstrap.rsplit(":", 1)[1]))
+            asyncio.run(ensure_topics(bootstrap, partitions=3))
+            deadline = time.monotonic() + 30
+            while (retried := slack_request(client, "Ev2", "are you there?")).status_code == 503:
+                assert time.monotonic() < deadline, "the producer did not reconnect"
+                time.sleep(0.5)
+            assert retried.status_code == 200, retried.text
+            # A retry whose first try timed out may land twice: same event_id, so the
+            # downstream effect is still once.
+            records = asyncio.run(read_all(bootstrap, topics.ACTIVITY, expected=1))
+            assert {MemberActivity.model_validate_json(r.value).event_id for r in records} == {"slack:T42:Ev2"}
     finally:
         stack.stop()
 
@@ -77,3 +92,33 @@ def test_malformed_json_is_a_400_that_says_why():
         "Content-Type": "application/json"})
     assert response.status_code == 400
     assert "body is not JSON" in response.json()["detail"]
+
+
+def test_a_named_connection_names_the_community_and_a_retry_is_answered_at_once(local_stack, unique):
+    from services.ingest.connections import Connection, Connections
+
+    bootstrap = local_stack.endpoints.kafka
+    connections = Connections([Connection(name="acme", platform="slack", secret=SECRET, community_id=f"acme-{unique}")],
+                              environ={})
+    with TestClient(create_service(IngestSettings(kafka_bootstrap=bootstrap), connections).app) as client:
+        body = json.dumps({
+            "type": "event_callback", "team_id": "T42", "event_id": f"Ev{unique}", "event_time": int(time.time()),
+            "event": {"type": "message", "channel": "C1", "user": "U7", "text": "hi", "ts": f"{time.time():.6f}"},
+        }).encode()
+
+        def deliver(retry: int | None = None):
+            now = int(time.time())
+            headers = {"X-Slack-Request-Timestamp": str(now), "X-Slack-Signature": sign_slack(SECRET, now, body),
+                       "Content-Type": "application/json"}
+            if retry:
+                headers["X-Slack-Retry-Num"] = str(retry)
+            return client.post("/webhooks/slack/acme", content=body, headers=headers)
+
+        assert deliver().json()["accepted"] == 1
+        assert deliver(retry=1).json() == {"accepted": 0, "duplicate": 1}
+        exposition = client.get("/metrics").text
+    assert 'steward_ingest_webhooks_total{outcome="duplicate",platform="slack"} 1.0' in exposition
+    records = asyncio.run(read_all(bootstrap, topics.ACTIVITY, expected=10_000, timeout_s=3))
+    ours = [MemberActivity.model_validate_json(r.value) for r in records]
+    ours = [e for e in ours if e.event_id == f"slack:T42:Ev{unique}"]
+    assert len(ours) == 1 and ours[0].community_id == f"acme-{unique}"
