@@ -74,3 +74,17 @@ def verify_steward(
 
 def sign_steward(secret: str, timestamp: int, body: bytes) -> str:
     return "sha256=" + hmac_sha256_hex(secret, f"{timestamp}.".encode() + body)
+
+
+def sign_body(secret: str, body: bytes) -> str:
+    """``sha256=`` + HMAC-SHA256 of the raw body: the scheme of GitHub and Discourse."""
+    return "sha256=" + hmac_sha256_hex(secret, body)
+
+
+def verify_body(secret: str, *, body: bytes, signature: str | None, header: str) -> None:
+    """Check a :func:`sign_body` signature sent in ``header`` (no timestamp to bound replays)."""
+    require_secret(secret)
+    if not signature:
+        raise SignatureError(f"missing {header} header")
+    if not same(sign_body(secret, body), signature):
+        raise SignatureError(f"{header} does not match the body")

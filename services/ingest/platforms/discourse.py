@@ -29,12 +29,7 @@ from services.ingest.platforms import (
     Normalized,
     WebhookSource,
 )
-from services.ingest.signatures import (
-    SignatureError,
-    hmac_sha256_hex,
-    require_secret,
-    same,
-)
+from services.ingest.signatures import sign_body, verify_body
 
 POST_EVENTS: dict[str, ActivityKind] = {
     "post_created": ActivityKind.message_posted,
@@ -203,17 +198,12 @@ def normalize(payload: Any, delivery: Delivery) -> Normalized:
     return Normalized(events=[_user_activity(event, user, host, delivery)])
 
 
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac_sha256_hex(secret, body)
+SIGNATURE_HEADER = "X-Discourse-Event-Signature"
+sign = sign_body
 
 
 def verify(delivery: Delivery, secret: str) -> None:
-    require_secret(secret)
-    signature = delivery.header("X-Discourse-Event-Signature")
-    if not signature:
-        raise SignatureError("missing X-Discourse-Event-Signature header")
-    if not same(sign(secret, delivery.body), signature):
-        raise SignatureError("X-Discourse-Event-Signature does not match the body")
+    verify_body(secret, body=delivery.body, signature=delivery.header(SIGNATURE_HEADER), header=SIGNATURE_HEADER)
 
 
 SOURCE = WebhookSource(

@@ -18,12 +18,7 @@ from services.ingest.platforms import (
     Normalized,
     WebhookSource,
 )
-from services.ingest.signatures import (
-    SignatureError,
-    hmac_sha256_hex,
-    require_secret,
-    same,
-)
+from services.ingest.signatures import sign_body, verify_body
 
 # (event, action) -> kind. Every other action of these events is ignored.
 ACTIONS: dict[tuple[str, str], ActivityKind] = {
@@ -188,17 +183,12 @@ def normalize(payload: Any, delivery: Delivery) -> Normalized:
     )])
 
 
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac_sha256_hex(secret, body)
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+sign = sign_body
 
 
 def verify(delivery: Delivery, secret: str) -> None:
-    require_secret(secret)
-    signature = delivery.header("X-Hub-Signature-256")
-    if not signature:
-        raise SignatureError("missing X-Hub-Signature-256 header")
-    if not same(sign(secret, delivery.body), signature):
-        raise SignatureError("X-Hub-Signature-256 does not match the body")
+    verify_body(secret, body=delivery.body, signature=delivery.header(SIGNATURE_HEADER), header=SIGNATURE_HEADER)
 
 
 SOURCE = WebhookSource(
