@@ -75,7 +75,9 @@ class DeadLetterPolicy:
     def __call__(self, msg: Any, /, *, context: Any) -> _RetryThenDeadLetter:
         return _RetryThenDeadLetter(msg, context=context, policy=self)
 
-    async def dead_letter(self, msg: StreamMessage[Any], error: BaseException, attempts: int) -> None:
+    async def dead_letter(
+        self, msg: StreamMessage[Any], error: BaseException, attempts: int, group: str | None = None
+    ) -> None:
         """Publish the original record with its error; retried until the broker takes it."""
         assert self._broker is not None, "DeadLetterPolicy.bind(broker) was not called"
         record = msg.raw_message
@@ -88,6 +90,8 @@ class DeadLetterPolicy:
                 f"{HEADER_PREFIX}topic": record.topic,
                 f"{HEADER_PREFIX}partition": str(record.partition),
                 f"{HEADER_PREFIX}offset": str(record.offset),
+                # Several groups read one topic: say whose handler gave up.
+                f"{HEADER_PREFIX}group": group or "",
                 f"{HEADER_PREFIX}failed-at": datetime.now(UTC).isoformat(),
             }
         )
@@ -137,5 +141,6 @@ class _RetryThenDeadLetter(BaseMiddleware):
         except asyncio.CancelledError:
             raise  # shutting down: no ack, the record is redelivered to the next owner
         except Exception as error:
-            await self.policy.dead_letter(msg, error, attempts)
+            subscriber = self.context.get("handler_")
+            await self.policy.dead_letter(msg, error, attempts, getattr(subscriber, "group_id", None))
             return None

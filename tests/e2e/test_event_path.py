@@ -173,3 +173,42 @@ def test_harmful_message_alerts_once_and_counts_once(stack, slack_server, mailbo
     assert {(r["receiver"], r["kind"]) for r in records} == {
         ("moderators", "slack"), ("moderators", "email"), ("console", "console")}
     assert all(r["trace_id"] == TRACE_ID for r in records)
+
+
+def test_poison_events_are_dead_lettered_by_each_consumer_and_the_path_keeps_working(stack):
+    from aiokafka import AIOKafkaProducer
+
+    from services.runtime.deadletter import HEADER_PREFIX
+
+    huge = json.dumps({
+        "event_id": "poison-huge", "platform": "generic", "community_id": "poison", "member_id": "m",
+        "kind": "message_posted", "message_id": "x", "text": "a" * 60_000,
+        "occurred_at": "2026-01-01T00:00:00Z",
+    }).encode()
+    poison = [b"\xff\xfe not utf-8 \xc3\x28", b'{"event_id": "half', huge]
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=stack.endpoints.kafka)
+        await producer.start()
+        try:
+            for value in poison:
+                await producer.send_and_wait(topics.ACTIVITY, value, key=b"poison")
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    letters = asyncio.run(read_all(stack.endpoints.kafka, topics.dead_letter(topics.ACTIVITY), expected=6, timeout_s=60))
+    by_group: dict[str, set[bytes]] = {}
+    for record in letters:
+        headers = {k: v.decode() for k, v in record.headers}
+        assert headers[f"{HEADER_PREFIX}error-type"] in {"ValidationError", "UnicodeDecodeError", "JSONDecodeError"}
+        by_group.setdefault(headers[f"{HEADER_PREFIX}group"], set()).add(record.value)
+    # Moderation and metrics each read the topic, so each dead-letters every poison record once.
+    assert set(by_group) == {"steward-moderation", "steward-metrics-activity"}
+    assert all(values == set(poison) for values in by_group.values())
+
+    # Both consumers moved on: a normal message after the poison is still classified and counted.
+    before = kpis_today(stack)["classified"]
+    ok = slack_delivery(stack, "Ev0E2E3", "Does anyone have the meetup slides?", f"{time.time():.6f}")
+    assert ok.status_code == 200
+    wait_for(lambda: kpis_today(stack)["classified"] == before + 1, "the message after the poison")

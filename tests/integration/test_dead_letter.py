@@ -73,6 +73,7 @@ async def test_retry_then_dead_letter_then_move_on(backend, unique):
     assert broken[f"{HEADER_PREFIX}topic"] == topic
     assert broken[f"{HEADER_PREFIX}partition"] == "0"
     assert broken[f"{HEADER_PREFIX}offset"] == "2"
+    assert broken[f"{HEADER_PREFIX}group"] == f"group-{unique}"
     assert letters[1].key == b"same-partition"
     assert policy.dead_letters.labels(topic, "RuntimeError")._value.get() == 1
 
