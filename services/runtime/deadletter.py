@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from aiokafka import ConsumerRecord
 from faststream.middlewares import BaseMiddleware
 from schemas.topics import dead_letter
 
@@ -35,6 +36,11 @@ HEADER_PREFIX = "x-steward-dlq-"
 
 class PoisonEvent(Exception):
     """Raised by a handler for an event that no retry can fix (it goes straight to the DLQ)."""
+
+
+def consumer_group(context: Any) -> str | None:
+    """The group of the subscriber handling the current message (FastStream's context)."""
+    return getattr(context.get("handler_"), "group_id", None)
 
 
 def is_permanent(error: BaseException) -> bool:
@@ -78,9 +84,19 @@ class DeadLetterPolicy:
     async def dead_letter(
         self, msg: StreamMessage[Any], error: BaseException, attempts: int, group: str | None = None
     ) -> None:
-        """Publish the original record with its error; retried until the broker takes it."""
+        """Dead-letter every record of ``msg`` (one, or a batch) with the error."""
+        raw = msg.raw_message
+        for record in raw if isinstance(raw, (list, tuple)) else (raw,):
+            await self.dead_letter_record(record, error, attempts, group)
+
+    async def dead_letter_record(
+        self, record: ConsumerRecord, error: BaseException, attempts: int, group: str | None = None
+    ) -> None:
+        """Publish the original record with its error; retried until the broker takes it.
+
+        Batch handlers call this for the one record of a batch that is poison, and go on
+        with the others."""
         assert self._broker is not None, "DeadLetterPolicy.bind(broker) was not called"
-        record = msg.raw_message
         headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
         headers.update(
             {
@@ -121,7 +137,8 @@ class _RetryThenDeadLetter(BaseMiddleware):
 
     async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
         retry = self.policy.retry
-        topic = msg.raw_message.topic
+        raw = msg.raw_message
+        topic = (raw[0] if isinstance(raw, (list, tuple)) else raw).topic
         attempts = 0
 
         def count_failure(error: BaseException) -> bool:
@@ -141,6 +158,5 @@ class _RetryThenDeadLetter(BaseMiddleware):
         except asyncio.CancelledError:
             raise  # shutting down: no ack, the record is redelivered to the next owner
         except Exception as error:
-            subscriber = self.context.get("handler_")
-            await self.policy.dead_letter(msg, error, attempts, getattr(subscriber, "group_id", None))
+            await self.policy.dead_letter(msg, error, attempts, consumer_group(self.context))
             return None

@@ -71,6 +71,10 @@ class IngestSettings(RuntimeSettings):
 
 class ModerationSettings(RuntimeSettings):
     service_name: str = "moderation"
+    batch_max: int = Field(default=64, ge=1, description="Most messages classified in one model call.")
+    batch_wait_ms: int = Field(
+        default=10, ge=0, description="Longest wait for a batch to fill: latency traded for throughput."
+    )
     model_dir: Path | None = Field(
         default=None, description="Model bundle to load; the default bundle when unset."
     )

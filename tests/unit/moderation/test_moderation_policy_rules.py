@@ -74,7 +74,7 @@ def test_regex_matches(policy):
 
 def test_invalid_regex_is_refused_naming_it():
     bad = "version: x\ncategories: {}\nkeywords:\n  l: {category: spam, severity: low, regexes: ['a(b']}\n"
-    with pytest.raises(PolicyError, match=r"invalid regex 'a\(b'.*line 4"):
+    with pytest.raises(PolicyError, match=r"keywords.l \(line 4\).*invalid regex 'a\(b'"):
         parse_policy(bad, "bad.yaml")
 
 
