@@ -28,11 +28,11 @@ DEFAULT_HOME = Path(".steward")
 
 
 def build_default_model(home: Path) -> Path:
-    from services.moderation.model.bundle import ensure_default_bundle
+    from services.moderation.model.bundle import ensure_serving_bundle
 
     with console.status("building the default moderation model (cached after the first run)"):
         started = time.monotonic()
-        path = ensure_default_bundle(home / "models")
+        path = ensure_serving_bundle(home / "models")
     console.print(f"model bundle: {path} ({time.monotonic() - started:.1f}s)")
     return path
 
@@ -137,7 +137,7 @@ def run_demo(home: Path) -> None:
 
 @model_app.command("build")
 def model_build(home: HomeOption = DEFAULT_HOME) -> None:
-    """Build (or reuse) the default bundle: MiniLM with a head trained on the seed set."""
+    """Build (or reuse) the default bundle (MiniLM with a head trained on the seed set) and its int8 ONNX export."""
     build_default_model(home)
 
 

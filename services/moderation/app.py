@@ -17,8 +17,7 @@ from schemas import (
     ModerationVerdict,
     topics,
 )
-from services.moderation.model.bundle import ensure_default_bundle
-from services.moderation.model.classifier import Classifier
+from services.moderation.model.bundle import ensure_serving_bundle, load_classifier
 from services.moderation.outcome import outcome
 from services.moderation.policy.evaluate import evaluate
 from services.moderation.policy.load import PolicyBook
@@ -38,7 +37,7 @@ def create_service(settings: ModerationSettings | None = None) -> Service:
     broker = service.broker
     tracer = service.tracer_provider.get_tracer("steward.moderation")
     policies = PolicyBook(settings.policy_dir)
-    state: dict[str, Classifier] = {}
+    state: dict = {}
     model_latency = Histogram(
         "steward_model_latency_seconds", "Model time per classified text (its share of the batch)",
         registry=service.registry, buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1),
@@ -59,8 +58,8 @@ def create_service(settings: ModerationSettings | None = None) -> Service:
 
     @service.on_startup
     async def load_model() -> None:
-        path = settings.model_dir or await asyncio.to_thread(ensure_default_bundle, settings.model_cache)
-        state["model"] = await asyncio.to_thread(Classifier.load, path)
+        path = settings.model_dir or await asyncio.to_thread(ensure_serving_bundle, settings.model_cache)
+        state["model"] = await asyncio.to_thread(load_classifier, path)
         log.info("model %s %s loaded from %s", state["model"].name, state["model"].version, path)
 
     async def parse(record: ConsumerRecord) -> MemberActivity | None:

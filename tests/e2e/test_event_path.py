@@ -20,7 +20,7 @@ from schemas import Incident, topics
 from services.ingest.signatures import sign_slack
 from services.localstack.processes import free_port
 from services.localstack.stack import LocalStack
-from services.moderation.model.bundle import ensure_default_bundle
+from services.moderation.model.bundle import ensure_serving_bundle
 from tests.support import read_all
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -76,7 +76,7 @@ def mailbox():
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, model_cache, slack_server, mailbox):
-    bundle = ensure_default_bundle(model_cache)
+    bundle = ensure_serving_bundle(model_cache)
     _, smtp_port = mailbox
     stack = LocalStack(tmp_path_factory.mktemp("e2e"), preferred_ports=False)
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from services.localstack.processes import pid_alive
-from services.moderation.model.bundle import ensure_default_bundle
+from services.moderation.model.bundle import ensure_serving_bundle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 REPO = Path(__file__).resolve().parents[2]
@@ -21,7 +21,7 @@ READY = "Ctrl-C stops everything"
 
 
 def test_up_runs_the_demo_and_ctrl_c_leaves_no_process_behind(tmp_path, model_cache):
-    env = {**os.environ, "STEWARD_MODEL_DIR": str(ensure_default_bundle(model_cache)), "COLUMNS": "160"}
+    env = {**os.environ, "STEWARD_MODEL_DIR": str(ensure_serving_bundle(model_cache)), "COLUMNS": "160"}
     up = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "up", "--demo", "--home", str(tmp_path)],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

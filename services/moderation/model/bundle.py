@@ -12,6 +12,7 @@ import fcntl
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from services.moderation.model.train import (
 # Without these the folder cannot be loaded even if a card is there (e.g. files deleted).
 _REQUIRED = ("config.json", "model.safetensors", "tokenizer.json", CARD_FILE)
 _TMP_PREFIX = f".{BUNDLE_NAME}-build-"
+ONNX_REQUIRED = ("config.json", "model.int8.onnx", "tokenizer.json", CARD_FILE)
 
 
 def default_bundle_dir(cache: Path) -> Path:
@@ -39,9 +41,9 @@ def read_card(path: Path) -> BundleCard:
     return BundleCard.model_validate_json((Path(path) / CARD_FILE).read_text(encoding="utf-8"))
 
 
-def is_complete(path: Path, version: str | None = None) -> bool:
+def is_complete(path: Path, version: str | None = None, required: tuple[str, ...] = _REQUIRED) -> bool:
     path = Path(path)
-    if not all((path / name).is_file() for name in _REQUIRED):
+    if not all((path / name).is_file() for name in required):
         return False
     try:
         card = read_card(path)
@@ -61,22 +63,21 @@ def _build_lock(cache: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def ensure_default_bundle(cache: Path, progress: Progress | None = None) -> Path:
-    """Return the cached default bundle, building it first if it is missing or incomplete."""
-    cache = Path(cache)
-    target = default_bundle_dir(cache)
-    version = bundle_version()
-    if is_complete(target, version):
+def _build_once(cache: Path, target: Path, complete: Callable[[Path], bool],
+                build: Callable[[Path], object]) -> Path:
+    """Build into a hidden temp folder and rename it into place, under a lock, unless a
+    complete ``target`` is there already (perhaps built by another process meanwhile)."""
+    if complete(target):
         return target
     cache.mkdir(parents=True, exist_ok=True)
     with _build_lock(cache):
-        if is_complete(target, version):  # built by another process while we waited
+        if complete(target):
             return target
         for stale in cache.glob(f"{_TMP_PREFIX}*"):  # left by a killed build
             shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=cache))
         try:
-            build_bundle(tmp, progress=progress)
+            build(tmp)
             if target.exists():  # an incomplete folder under the real name
                 shutil.rmtree(target)
             os.rename(tmp, target)
@@ -84,3 +85,38 @@ def ensure_default_bundle(cache: Path, progress: Progress | None = None) -> Path
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return target
+
+
+def ensure_default_bundle(cache: Path, progress: Progress | None = None) -> Path:
+    """Return the cached default bundle, building it first if it is missing or incomplete."""
+    cache = Path(cache)
+    version = bundle_version()
+    return _build_once(cache, default_bundle_dir(cache), lambda path: is_complete(path, version),
+                       lambda tmp: build_bundle(tmp, progress=progress))
+
+
+def ensure_serving_bundle(cache: Path, progress: Progress | None = None) -> Path:
+    """The default bundle exported to ONNX with int8 weights: what the service loads."""
+    from services.moderation.model.onnx_export import export_onnx
+
+    cache = Path(cache)
+    source = ensure_default_bundle(cache, progress)
+    target = source.with_name(source.name + "-onnx")
+    version = bundle_version()
+    return _build_once(
+        cache, target,
+        lambda path: is_complete(path, version, ONNX_REQUIRED),
+        lambda tmp: export_onnx(source, tmp, quantize=True),
+    )
+
+
+def load_classifier(path: Path, *, threads: int | None = None):
+    """ONNX Runtime on the int8 (or fp32) export when the folder has one, torch otherwise."""
+    path = Path(path)
+    if (path / "model.int8.onnx").is_file() or (path / "model.onnx").is_file():
+        from services.moderation.model.onnx_runner import OnnxClassifier
+
+        return OnnxClassifier.load(path, int8=(path / "model.int8.onnx").is_file(), threads=threads or 2)
+    from services.moderation.model.classifier import Classifier
+
+    return Classifier.load(path, threads=threads)
