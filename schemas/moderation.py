@@ -35,6 +35,10 @@ class ModerationVerdict(Contract):
     sentiment: Sentiment
     sentiment_scores: dict[Sentiment, float]
     flagged: bool = Field(description="True when the community's policy raised an incident.")
+    shadow_rules: list[str] = Field(
+        default_factory=list,
+        description="Rules running in shadow mode that fired: recorded here, no incident emitted.",
+    )
     model_name: str
     model_version: str
     policy_version: str

@@ -19,8 +19,8 @@ from schemas import (
 )
 from services.moderation.model.bundle import ensure_serving_bundle, load_classifier
 from services.moderation.outcome import outcome
-from services.moderation.policy.evaluate import evaluate
-from services.moderation.policy.load import PolicyBook
+from services.moderation.policy.engine import PolicyEngine
+from services.moderation.policy.load import PolicyStore
 from services.runtime.broker import consumer_options
 from services.runtime.service import Service
 from services.runtime.settings import ModerationSettings
@@ -36,7 +36,7 @@ def create_service(settings: ModerationSettings | None = None) -> Service:
     service = Service(settings, title="Steward moderation", uses_mongo=False)
     broker = service.broker
     tracer = service.tracer_provider.get_tracer("steward.moderation")
-    policies = PolicyBook(settings.policy_dir)
+    policies = PolicyEngine(PolicyStore(settings.policy_dir))
     state: dict = {}
     model_latency = Histogram(
         "steward_model_latency_seconds", "Model time per classified text (its share of the batch)",
@@ -80,6 +80,8 @@ def create_service(settings: ModerationSettings | None = None) -> Service:
         """Classify a micro-batch: as many records as arrived within batch_wait_ms, up to
         batch_max. A failure retries the whole batch (every effect is idempotent)."""
         parsed = [(event, record) for record in msg.raw_message if (event := await parse(record))]
+        for event, _ in parsed:
+            policies.observe(event)
         batch = [(e, r) for e, r in parsed if e.kind in CLASSIFIED_KINDS and e.has_text]
         if not batch:
             return
@@ -93,9 +95,9 @@ def create_service(settings: ModerationSettings | None = None) -> Service:
         publishes = []
         for (event, record), reading in zip(batch, readings, strict=True):
             model_latency.observe(latency_s)
-            policy = policies.for_community(event.community_id)
+            policy = policies.policy_for(event.community_id)
             verdict, incident = outcome(
-                event, reading, evaluate(policy, reading.scores, event.channel_id),
+                event, reading, policies.decide(policy, event, reading.scores),
                 policy_version=policy.version, model_name=model.name, model_version=model.version,
                 latency_ms=latency_s * 1000,
             )

@@ -22,7 +22,14 @@ def outcome(
     model_version: str,
     latency_ms: float,
 ) -> tuple[ModerationVerdict, Incident | None]:
-    """The verdict for ``event``, and the incident when the policy decided one is needed."""
+    """The verdict for ``event``, and the incident when the policy decided one is needed.
+
+    A decision made only by rules in shadow mode is recorded on the verdict and raises no
+    incident."""
+    shadow_rules = list(decision.shadow_rules) if decision else []
+    if decision is not None and decision.shadow:
+        shadow_rules = shadow_rules or [decision.rule]
+        decision = None
     provenance = {
         "platform": event.platform,
         "community_id": event.community_id,
@@ -41,6 +48,7 @@ def outcome(
         sentiment=reading.sentiment,
         sentiment_scores={k: round(v, 4) for k, v in reading.sentiment_scores.items()},
         flagged=decision is not None,
+        shadow_rules=shadow_rules,
         latency_ms=round(latency_ms, 3),
         **provenance,
     )
