@@ -13,10 +13,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from services.ingest.github_redeliver import app as github_app
+from services.moderation.model.lifecycle import app as lifecycle_app
 from services.runtime.settings import RuntimeSettings
 
 app = typer.Typer(help="Steward: trust & safety and community health.", no_args_is_help=True)
-model_app = typer.Typer(help="Moderation model bundles.", no_args_is_help=True)
+model_app = lifecycle_app  # train, eval, export; `build` is added below
 schemas_app = typer.Typer(help="Contracts: JSON Schema and AsyncAPI documents.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.add_typer(schemas_app, name="schemas")

