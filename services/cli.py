@@ -14,6 +14,7 @@ from rich.table import Table
 
 from services.ingest.github_redeliver import app as github_app
 from services.moderation.model.lifecycle import app as lifecycle_app
+from services.moderation.replay import app as moderation_app
 from services.runtime.settings import RuntimeSettings
 
 app = typer.Typer(help="Steward: trust & safety and community health.", no_args_is_help=True)
@@ -22,6 +23,7 @@ schemas_app = typer.Typer(help="Contracts: JSON Schema and AsyncAPI documents.",
 app.add_typer(model_app, name="model")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(github_app, name="github")
+app.add_typer(moderation_app, name="moderation", help="Replay activity against a candidate; export feedback.")
 console = Console()
 
 HomeOption = Annotated[Path, typer.Option(help="State folder (STEWARD_HOME).", envvar="STEWARD_HOME")]

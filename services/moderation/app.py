@@ -15,8 +15,10 @@ from schemas import (
     Incident,
     MemberActivity,
     ModerationVerdict,
+    ModeratorFeedback,
     topics,
 )
+from services.moderation.feedback import FeedbackStore, IncidentArchive
 from services.moderation.model.bundle import ensure_serving_bundle, load_classifier
 from services.moderation.outcome import outcome
 from services.moderation.policy.engine import PolicyEngine
@@ -33,7 +35,11 @@ GROUP_ID = "steward-moderation"
 
 def create_service(settings: ModerationSettings | None = None) -> Service:
     settings = settings or ModerationSettings()
-    service = Service(settings, title="Steward moderation", uses_mongo=False)
+    service = Service(settings, title="Steward moderation")
+    archive = IncidentArchive(service.db)
+    feedback = FeedbackStore(service.db)
+    service.on_startup(archive.create_indexes)
+    service.on_startup(feedback.create_indexes)
     broker = service.broker
     tracer = service.tracer_provider.get_tracer("steward.moderation")
     policies = PolicyEngine(PolicyStore(settings.policy_dir))
@@ -106,11 +112,20 @@ def create_service(settings: ModerationSettings | None = None) -> Service:
             carrier = {key: value.decode(errors="replace") for key, value in record.headers or ()}
             with tracer.start_as_current_span("moderate", context=propagate.extract(carrier)):
                 if incident is not None:
+                    # Kept with its evidence so that moderators' feedback can become training data.
+                    publishes.append(asyncio.ensure_future(archive.remember(incident)))
                     publishes.append(asyncio.ensure_future(incidents.publish(
                         incident.model_dump(mode="json"), key=incident.incident_id.encode())))
                 publishes.append(asyncio.ensure_future(verdicts.publish(
                     verdict.model_dump(mode="json"), key=event.community_id.encode())))
         await asyncio.gather(*publishes)
+
+    @broker.subscriber(
+        topics.FEEDBACK, **consumer_options(settings, f"{GROUP_ID}-feedback"),
+        title=f"{topics.FEEDBACK}:moderation",
+    )
+    async def on_feedback(decision: ModeratorFeedback) -> None:
+        await feedback.record(decision)
 
     return service
 

@@ -212,3 +212,39 @@ def test_poison_events_are_dead_lettered_by_each_consumer_and_the_path_keeps_wor
     ok = slack_delivery(stack, "Ev0E2E3", "Does anyone have the meetup slides?", f"{time.time():.6f}")
     assert ok.status_code == 200
     wait_for(lambda: kpis_today(stack)["classified"] == before + 1, "the message after the poison")
+
+
+def test_moderator_feedback_is_stored_and_exported_as_training_data(stack):
+    from aiokafka import AIOKafkaProducer
+
+    from schemas import ModeratorFeedback
+
+    incidents = [Incident.model_validate_json(r.value) for r in
+                 asyncio.run(read_all(stack.endpoints.kafka, topics.INCIDENTS, expected=1, timeout_s=5))]
+    ours = next(i for i in incidents if i.community_id == TEAM)
+    decision = ModeratorFeedback(feedback_id="fb-e2e-1", incident_id=ours.incident_id, community_id=TEAM,
+                                 action="resolved", moderator="U0MOD", source="slack")
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=stack.endpoints.kafka)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topics.FEEDBACK, decision.to_bytes(), key=ours.incident_id.encode())
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    export = stack.folder / "feedback.jsonl"
+    env = {**__import__("os").environ, "STEWARD_MONGO_URI": stack.endpoints.mongo_uri,
+           "STEWARD_KAFKA_BOOTSTRAP": stack.endpoints.kafka}
+
+    def exported() -> list[dict]:
+        import subprocess
+        import sys
+
+        subprocess.run([sys.executable, "-m", "services.cli", "moderation", "feedback-export",
+                        "--community", TEAM, "--out", str(export)], env=env, check=True, capture_output=True)
+        return [json.loads(line) for line in export.read_text().splitlines()]
+
+    rows = wait_for(lambda: exported(), "the exported feedback", timeout_s=60)
+    assert rows[0]["text"] == THREAT and rows[0]["action"] == "resolved" and rows[0]["labels"]

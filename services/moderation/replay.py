@@ -1,0 +1,289 @@
+"""Replay a community's recorded activity through a candidate policy (and model) and compare
+it with the current one: incident volume, and precision/recall against moderator feedback.
+
+``score``/``compare`` are pure; ``replay`` reads ``community.activity.v1`` with a fresh,
+group-less consumer up to the end offsets it found at start, so it never disturbs the
+moderation service's offsets and always terminates."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from schemas import ActivityKind, MemberActivity, topics
+from services.moderation.outcome import stable_id
+from services.moderation.policy.engine import PolicyEngine
+from services.moderation.policy.load import PolicyStore
+
+CLASSIFIED_KINDS = frozenset({ActivityKind.message_posted, ActivityKind.message_edited})
+BATCH = 64
+
+
+# ---------------------------------------------------------------- pure scoring
+
+def score(decisions: dict[str, bool], truth: dict[str, bool]) -> dict[str, Any]:
+    """``decisions``: event_id -> flagged; ``truth``: event_id -> harmful (from feedback).
+
+    ``incidents`` counts every flagged event; precision and recall use only the events
+    that have a truth label, and are None when undefined (nothing flagged / nothing harmful)."""
+    tp = fp = fn = 0
+    for event_id, harmful in truth.items():
+        if event_id not in decisions:
+            continue
+        flagged = decisions[event_id]
+        if flagged and harmful:
+            tp += 1
+        elif flagged:
+            fp += 1
+        elif harmful:
+            fn += 1
+    return {
+        "incidents": sum(1 for flagged in decisions.values() if flagged),
+        "precision": tp / (tp + fp) if tp + fp else None,
+        "recall": tp / (tp + fn) if tp + fn else None,
+        "tp": tp, "fp": fp, "fn": fn,
+    }
+
+
+def compare(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """after - before for incidents, precision and recall (None where either is undefined)."""
+    def delta(key: str):
+        a, b = before.get(key), after.get(key)
+        return None if a is None or b is None else b - a
+    return {key: delta(key) for key in ("incidents", "precision", "recall")}
+
+
+# ---------------------------------------------------------------- runner
+
+@dataclass
+class ReplayReport:
+    community_id: str
+    events: int  # that community's classified texts replayed
+    labelled: int  # of those, how many have feedback
+    before: dict[str, Any]
+    after: dict[str, Any]
+    delta: dict[str, Any] = field(default_factory=dict)
+    before_policy: str = ""
+    after_policy: str = ""
+
+
+async def read_activity(bootstrap: str, community_id: str, *, since: datetime | None = None,
+                        from_offset: int | None = None, topic: str = topics.ACTIVITY,
+                        timeout_s: float = 60) -> list[MemberActivity]:
+    """Every valid event of ``community_id`` on ``topic`` from ``since`` (by timestamp) or
+    ``from_offset`` (on every partition), else from the beginning, up to the end offsets
+    at start. In partition order, then by occurred_at."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False, fetch_max_wait_ms=50)
+    await consumer.start()
+    events: list[MemberActivity] = []
+    try:
+        await consumer.topics()  # fetch metadata
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+        if since is not None:
+            ms = int(since.timestamp() * 1000)
+            found = await consumer.offsets_for_times({tp: ms for tp in tps})
+            starts = {tp: (found[tp].offset if found.get(tp) else ends[tp]) for tp in tps}
+        elif from_offset is not None:
+            starts = {tp: min(max(from_offset, starts[tp]), ends[tp]) for tp in tps}
+        # The record's own timestamp is checked too: not every broker answers a time
+        # past its last record with "none" (tansu gives an earlier offset).
+        since_ms = int(since.timestamp() * 1000) if since is not None else None
+        pending = {tp for tp in tps if starts[tp] < ends[tp]}
+        for tp in tps:
+            consumer.seek(tp, starts[tp])
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while pending:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"replay read of {topic} did not reach the end offsets in time")
+            batches = await consumer.getmany(*pending, timeout_ms=200)
+            for tp, records in batches.items():
+                for record in records:
+                    if record.offset >= ends[tp]:
+                        break
+                    if since_ms is not None and record.timestamp < since_ms:
+                        continue
+                    try:
+                        event = MemberActivity.model_validate_json(record.value)
+                    except (ValidationError, UnicodeDecodeError, TypeError):
+                        continue
+                    if event.community_id == community_id:
+                        events.append(event)
+            for tp in list(pending):
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+    finally:
+        await consumer.stop()
+    events.sort(key=lambda e: e.occurred_at)
+    return events
+
+
+async def decide_all(events: list[MemberActivity], classifier, engine: PolicyEngine) -> dict[str, bool]:
+    """event_id -> flagged (an incident would be raised), as moderation decides it."""
+    texts = [e for e in events if e.kind in CLASSIFIED_KINDS and e.has_text]
+    readings = []
+    for start in range(0, len(texts), BATCH):
+        chunk = [e.text for e in texts[start:start + BATCH]]
+        readings.extend(await asyncio.to_thread(classifier.classify, chunk))
+    by_event = {e.event_id: r for e, r in zip(texts, readings, strict=True)}
+    decisions: dict[str, bool] = {}
+    for event in events:  # in order, so the stateful rules (raids, offenders) see the stream
+        engine.observe(event)
+        reading = by_event.get(event.event_id)
+        if reading is None:
+            continue
+        policy = engine.policy_for(event.community_id)
+        decision = engine.decide(policy, event, reading.scores)
+        decisions[event.event_id] = decision is not None and not decision.shadow
+    return decisions
+
+
+async def replay(bootstrap: str, *, community_id: str, since: datetime | None = None,
+                 from_offset: int | None = None, classifier, engine: PolicyEngine,
+                 feedback_labels: dict[str, bool], candidate_engine: PolicyEngine,
+                 candidate_classifier=None) -> ReplayReport:
+    """``classifier``/``engine``: production ("before"); ``candidate_engine`` (and
+    ``candidate_classifier``, else the same model): "after". ``feedback_labels``:
+    incident_id -> harmful, as ``FeedbackStore.labels_for`` gives them."""
+    events = await read_activity(bootstrap, community_id, since=since, from_offset=from_offset)
+    before = await decide_all(events, classifier, engine)
+    after = await decide_all(events, candidate_classifier or classifier, candidate_engine)
+    truth = {
+        event_id: feedback_labels[incident]
+        for event_id in before
+        if (incident := stable_id("inc", event_id)) in feedback_labels
+    }
+    b, a = score(before, truth), score(after, truth)
+    return ReplayReport(
+        community_id=community_id, events=len(before), labelled=len(truth), before=b, after=a,
+        delta=compare(b, a),
+        before_policy=engine.policy_for(community_id).version,
+        after_policy=candidate_engine.policy_for(community_id).version,
+    )
+
+
+# ---------------------------------------------------------------- CLI
+
+app = typer.Typer(help="Replay activity through a candidate policy; export feedback.",
+                  no_args_is_help=True)
+
+_RELATIVE = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(value: str | None, now: datetime | None = None) -> datetime | None:
+    """``24h``/``30m``/``7d`` (ago) or an ISO 8601 time (UTC when it names no zone)."""
+    if not value:
+        return None
+    now = now or datetime.now(UTC)
+    if match := _RELATIVE.match(value.strip()):
+        return now - timedelta(**{_UNITS[match[2]]: int(match[1])})
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"not a duration (24h) or ISO time: {value}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def render(report: ReplayReport):
+    from rich.table import Table
+
+    table = Table(title=f"Replay of {report.community_id}: {report.events} texts, "
+                        f"{report.labelled} with feedback")
+    table.add_column("")
+    table.add_column(f"before ({report.before_policy})", justify="right")
+    table.add_column(f"after ({report.after_policy})", justify="right")
+    table.add_column("change", justify="right")
+    for key in ("incidents", "precision", "recall"):
+        change = report.delta.get(key)
+        table.add_row(key, _fmt(report.before[key]), _fmt(report.after[key]),
+                      "-" if change is None else f"{change:+.3f}" if isinstance(change, float) else f"{change:+d}")
+    return table
+
+
+@app.command("replay")
+def replay_command(
+    community: Annotated[str, typer.Option("--community", help="Community to replay.")],
+    candidate_policy: Annotated[Path, typer.Option("--candidate-policy", help="Candidate policy folder.")],
+    since: Annotated[str | None, typer.Option(help="From this time: ISO 8601, or 24h/7d ago.")] = None,
+    from_offset: Annotated[int | None, typer.Option("--from-offset", help="From this offset.")] = None,
+    policy: Annotated[Path | None, typer.Option(help="Production policy folder (STEWARD_POLICY_DIR).")] = None,
+    candidate_model: Annotated[Path | None, typer.Option("--candidate-model", help="Candidate model bundle.")] = None,
+    model: Annotated[Path | None, typer.Option(help="Production model bundle (default bundle).")] = None,
+) -> None:
+    """Replay a community's activity through the production and candidate policy, side by side."""
+    from rich.console import Console
+
+    from services.moderation.model.bundle import ensure_serving_bundle, load_classifier
+    from services.runtime.settings import ModerationSettings
+
+    settings = ModerationSettings()
+    moment = parse_since(since)
+
+    async def run() -> ReplayReport:
+        path = model or settings.model_dir or ensure_serving_bundle(settings.model_cache)
+        classifier = load_classifier(path)
+        candidate = load_classifier(candidate_model) if candidate_model else None
+        labels = await _labels(settings, community)
+        return await replay(
+            settings.kafka_bootstrap, community_id=community, since=moment, from_offset=from_offset,
+            classifier=classifier, engine=PolicyEngine(PolicyStore(policy or settings.policy_dir)),
+            feedback_labels=labels, candidate_engine=PolicyEngine(PolicyStore(candidate_policy)),
+            candidate_classifier=candidate,
+        )
+
+    Console().print(render(asyncio.run(run())))
+
+
+async def _labels(settings, community: str) -> dict[str, bool]:
+    from services.moderation.feedback import FeedbackStore
+    from services.runtime.mongo import database, make_mongo
+
+    client = make_mongo(settings)
+    try:
+        return await FeedbackStore(database(client, settings)).labels_for(community)
+    finally:
+        await client.close()
+
+
+@app.command("feedback-export")
+def feedback_export_command(
+    community: Annotated[str, typer.Option("--community", help="Community to export.")],
+    out: Annotated[Path, typer.Option("--out", help="JSONL file to write.")],
+) -> None:
+    """Write moderator-labelled incidents as training rows (JSONL)."""
+    from rich.console import Console
+
+    from services.moderation.feedback import export_training_rows, write_jsonl
+    from services.runtime.mongo import database, make_mongo
+    from services.runtime.settings import ModerationSettings
+
+    settings = ModerationSettings()
+
+    async def run() -> list[dict]:
+        client = make_mongo(settings)
+        try:
+            return await export_training_rows(database(client, settings), community)
+        finally:
+            await client.close()
+
+    count = write_jsonl(asyncio.run(run()), out)
+    Console().print(f"{count} rows written to {out}")
