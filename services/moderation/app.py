@@ -65,7 +65,7 @@ def create_service(settings: ModerationSettings | None = None) -> Service:
     @service.on_startup
     async def load_model() -> None:
         path = settings.model_dir or await asyncio.to_thread(ensure_serving_bundle, settings.model_cache)
-        state["model"] = await asyncio.to_thread(load_classifier, path)
+        state["model"] = await asyncio.to_thread(load_classifier, path, scheme=settings.model_scheme)
         log.info("model %s %s loaded from %s", state["model"].name, state["model"].version, path)
 
     async def parse(record: ConsumerRecord) -> MemberActivity | None:

@@ -78,6 +78,11 @@ class ModerationSettings(RuntimeSettings):
     model_dir: Path | None = Field(
         default=None, description="Model bundle to load; the default bundle when unset."
     )
+    model_scheme: str | None = Field(
+        default=None,
+        description="Crosswalk scheme (toxic-bert, detoxify, openai, llama-guard) when model_dir "
+        "is another Hugging Face text-classification model rather than a Steward bundle.",
+    )
     policy_dir: Path | None = Field(
         default=None,
         description="Folder of <community_id>.yaml policies (default.yaml for the rest); "

@@ -110,9 +110,16 @@ def ensure_serving_bundle(cache: Path, progress: Progress | None = None) -> Path
     )
 
 
-def load_classifier(path: Path, *, threads: int | None = None):
-    """ONNX Runtime on the int8 (or fp32) export when the folder has one, torch otherwise."""
+def load_classifier(path: Path, *, threads: int | None = None, scheme: str | None = None):
+    """ONNX Runtime on the int8 (or fp32) export when the folder has one, torch otherwise.
+
+    With ``scheme``, the folder is any Hugging Face text-classification model whose labels
+    that crosswalk scheme maps onto Steward's categories."""
     path = Path(path)
+    if scheme:
+        from services.moderation.model.external import ExternalClassifier
+
+        return ExternalClassifier.load(path, scheme, threads=threads)
     if (path / "model.int8.onnx").is_file() or (path / "model.onnx").is_file():
         from services.moderation.model.onnx_runner import OnnxClassifier
 
