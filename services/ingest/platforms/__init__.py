@@ -50,6 +50,16 @@ class WebhookSource:
     accepted_status: int = 202
 
 
+def body_signature(header: str) -> Callable[[Delivery, str], None]:
+    """A ``verify`` for platforms that send ``sha256=`` + HMAC of the raw body in ``header``."""
+    from services.ingest.signatures import verify_body
+
+    def verify(delivery: Delivery, secret: str) -> None:
+        verify_body(secret, body=delivery.body, signature=delivery.header(header), header=header)
+
+    return verify
+
+
 def sources() -> dict[str, WebhookSource]:
     """Every module of this package that declares a ``SOURCE``, by platform name."""
     found = {}

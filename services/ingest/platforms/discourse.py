@@ -24,12 +24,13 @@ from urllib.parse import urlsplit
 
 from schemas import ActivityKind, MemberActivity, Platform
 from services.ingest.platforms import (
+    body_signature,
     Delivery,
     MalformedPayload,
     Normalized,
     WebhookSource,
 )
-from services.ingest.signatures import sign_body, verify_body
+from services.ingest.signatures import sign_body
 
 POST_EVENTS: dict[str, ActivityKind] = {
     "post_created": ActivityKind.message_posted,
@@ -200,10 +201,7 @@ def normalize(payload: Any, delivery: Delivery) -> Normalized:
 
 SIGNATURE_HEADER = "X-Discourse-Event-Signature"
 sign = sign_body
-
-
-def verify(delivery: Delivery, secret: str) -> None:
-    verify_body(secret, body=delivery.body, signature=delivery.header(SIGNATURE_HEADER), header=SIGNATURE_HEADER)
+verify = body_signature(SIGNATURE_HEADER)
 
 
 SOURCE = WebhookSource(

@@ -13,12 +13,13 @@ from typing import Any
 
 from schemas import ActivityKind, MemberActivity, Platform
 from services.ingest.platforms import (
+    body_signature,
     Delivery,
     MalformedPayload,
     Normalized,
     WebhookSource,
 )
-from services.ingest.signatures import sign_body, verify_body
+from services.ingest.signatures import sign_body
 
 # (event, action) -> kind. Every other action of these events is ignored.
 ACTIONS: dict[tuple[str, str], ActivityKind] = {
@@ -185,10 +186,7 @@ def normalize(payload: Any, delivery: Delivery) -> Normalized:
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 sign = sign_body
-
-
-def verify(delivery: Delivery, secret: str) -> None:
-    verify_body(secret, body=delivery.body, signature=delivery.header(SIGNATURE_HEADER), header=SIGNATURE_HEADER)
+verify = body_signature(SIGNATURE_HEADER)
 
 
 SOURCE = WebhookSource(
