@@ -10,6 +10,7 @@ import pkgutil
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from schemas import MemberActivity
@@ -48,6 +49,17 @@ class WebhookSource:
     verify: Callable[[Delivery, str], None]  # raises SignatureError with the reason
     normalize: Callable[[Any, Delivery], Normalized]  # raises MalformedPayload
     accepted_status: int = 202
+
+
+def iso_timestamp(value: Any, what: str) -> datetime:
+    """An ISO 8601 timestamp from a payload, in UTC (a zone-less one is taken as UTC)."""
+    if not isinstance(value, str) or not value:
+        raise MalformedPayload(f"{what} is missing or not an ISO 8601 string")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise MalformedPayload(f"{what} {value!r} is not an ISO 8601 timestamp") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def body_signature(header: str) -> Callable[[Delivery, str], None]:

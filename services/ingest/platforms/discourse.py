@@ -18,13 +18,13 @@ both would count every new topic twice.
 """
 
 import hashlib
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from schemas import ActivityKind, MemberActivity, Platform
 from services.ingest.platforms import (
     body_signature,
+    iso_timestamp,
     Delivery,
     MalformedPayload,
     Normalized,
@@ -72,18 +72,6 @@ def _instance_host(delivery: Delivery) -> str:
     return host
 
 
-def _timestamp(value: Any, what: str) -> datetime:
-    if not isinstance(value, str) or not value:
-        raise MalformedPayload(f"{what} is missing or not an ISO 8601 string")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise MalformedPayload(f"{what} {value!r} is not an ISO 8601 timestamp") from None
-    if parsed.tzinfo is None:  # Discourse always sends UTC ("...Z"); be explicit anyway
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
-
-
 def _integer(obj: dict[str, Any], key: str, what: str) -> int:
     value = obj.get(key)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -111,11 +99,11 @@ def _post_activity(event: str, post: dict[str, Any], host: str, delivery: Delive
     kind = POST_EVENTS[event]
 
     if kind is ActivityKind.message_posted:
-        occurred_at = _timestamp(post.get("created_at"), "post.created_at")
+        occurred_at = iso_timestamp(post.get("created_at"), "post.created_at")
     elif kind is ActivityKind.message_deleted:
-        occurred_at = _timestamp(post.get("deleted_at") or post.get("updated_at"), "post.deleted_at")
+        occurred_at = iso_timestamp(post.get("deleted_at") or post.get("updated_at"), "post.deleted_at")
     else:
-        occurred_at = _timestamp(post.get("updated_at"), "post.updated_at")
+        occurred_at = iso_timestamp(post.get("updated_at"), "post.updated_at")
 
     reply_to = None
     if post_number > 1:
@@ -164,7 +152,7 @@ def _user_activity(event: str, user: dict[str, Any], host: str, delivery: Delive
         community_id=host,
         member_id=str(user_id),
         kind=USER_EVENTS[event],
-        occurred_at=_timestamp(user.get("created_at"), "user.created_at"),
+        occurred_at=iso_timestamp(user.get("created_at"), "user.created_at"),
         attributes=attributes,
     )
 

@@ -14,6 +14,7 @@ from typing import Any
 from schemas import ActivityKind, MemberActivity, Platform
 from services.ingest.platforms import (
     body_signature,
+    iso_timestamp,
     Delivery,
     MalformedPayload,
     Normalized,
@@ -55,16 +56,6 @@ def _integer(obj: dict[str, Any], key: str, what: str) -> int:
     return value
 
 
-def _timestamp(value: Any, what: str) -> datetime:
-    if not isinstance(value, str) or not value:
-        raise MalformedPayload(f"{what} is missing or not an ISO 8601 string")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise MalformedPayload(f"{what} {value!r} is not an ISO 8601 timestamp") from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-
-
 def _community(payload: dict[str, Any]) -> str:
     repository = payload.get("repository")
     if isinstance(repository, dict) and isinstance(repository.get("owner"), dict):
@@ -93,9 +84,9 @@ def _comment_ref(event: str, thread_ref: str, comment_id: int) -> str:
 
 def _occurred_at(kind: ActivityKind, obj: dict[str, Any], what: str, delivery: Delivery) -> datetime:
     if kind is ActivityKind.message_posted:
-        return _timestamp(obj.get("created_at"), f"{what}.created_at")
+        return iso_timestamp(obj.get("created_at"), f"{what}.created_at")
     if kind is ActivityKind.message_edited:
-        return _timestamp(obj.get("updated_at"), f"{what}.updated_at")
+        return iso_timestamp(obj.get("updated_at"), f"{what}.updated_at")
     # GitHub sends no deletion time; the delivery's arrival is the closest thing to it.
     return datetime.fromtimestamp(delivery.now, UTC)
 

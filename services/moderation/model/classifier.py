@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
 
 from services.moderation.model.bundle import read_card
-from services.moderation.model.labels import HEAD_LABELS, TextScores, decode
+from services.moderation.model.labels import HEAD_LABELS
+from services.moderation.model.runner import BundleRunner, length_sorted_batches
 from services.moderation.model.train import BundleCard
 
 
-class Classifier:
+class Classifier(BundleRunner):
     """One loaded bundle. Not thread-safe for concurrent ``classify`` calls; load once per
     process and call from one worker (torch already uses several cores per call)."""
 
@@ -41,33 +41,11 @@ class Classifier:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         return cls(model, tokenizer, card, max_length=max_length, batch_size=batch_size)
 
-    @property
-    def name(self) -> str:
-        return self.card.name
-
-    @property
-    def version(self) -> str:
-        return self.card.version
-
     def logits(self, texts: list[str]) -> torch.Tensor:
         out = torch.empty(len(texts), len(HEAD_LABELS))
-        # Length-sorted batches carry less padding; rows are put back in input order.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
+            for idx in length_sorted_batches(texts, self.batch_size):
                 enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                                      max_length=self.max_length, return_tensors="pt")
                 out[idx] = self.model(**enc).logits.float()
         return out
-
-    def classify(self, texts: list[str]) -> list[TextScores]:
-        return [decode(row) for row in self.logits(texts).tolist()]
-
-    def classify_timed(self, texts: list[str]) -> tuple[list[TextScores], float]:
-        """Scores plus the model time per text in milliseconds (the batch's wall time
-        shared evenly, which is what a verdict's ``latency_ms`` can honestly claim)."""
-        started = time.perf_counter()
-        scores = self.classify(texts)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        return scores, elapsed_ms / max(len(texts), 1)

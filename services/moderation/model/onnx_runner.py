@@ -6,18 +6,18 @@ Same surface as the torch :class:`~.classifier.Classifier` (``name``, ``version`
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 
 from services.moderation.model.bundle import read_card
-from services.moderation.model.labels import HEAD_LABELS, TextScores, decode
+from services.moderation.model.labels import HEAD_LABELS
+from services.moderation.model.runner import BundleRunner, length_sorted_batches
 from services.moderation.model.onnx_export import FP32_FILE, INT8_FILE
 from services.moderation.model.train import BundleCard
 
 
-class OnnxClassifier:
+class OnnxClassifier(BundleRunner):
     """One ONNX session. ``InferenceSession.run`` is thread-safe, but calls share the
     intra-op pool; like the torch classifier, load once per process and call from one
     worker."""
@@ -57,33 +57,12 @@ class OnnxClassifier:
         return cls(session, tokenizer, card, max_length=max_length, batch_size=batch_size,
                    model_file=model_file)
 
-    @property
-    def name(self) -> str:
-        return self.card.name
-
-    @property
-    def version(self) -> str:
-        return self.card.version
-
     def logits(self, texts: list[str]) -> np.ndarray:
         out = np.empty((len(texts), len(HEAD_LABELS)), dtype=np.float32)
-        # Length-sorted batches carry less padding; rows are put back in input order.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
+        for idx in length_sorted_batches(texts, self.batch_size):
             enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                                  max_length=self.max_length, return_tensors="np")
             feed = {name: np.asarray(enc[name], dtype=np.int64) for name in self.input_names}
             (batch_logits,) = self.session.run(None, feed)
             out[idx] = batch_logits
         return out
-
-    def classify(self, texts: list[str]) -> list[TextScores]:
-        return [decode(row) for row in self.logits(texts).tolist()]
-
-    def classify_timed(self, texts: list[str]) -> tuple[list[TextScores], float]:
-        """Scores plus the model time per text in milliseconds (batch wall time / n)."""
-        started = time.perf_counter()
-        scores = self.classify(texts)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        return scores, elapsed_ms / max(len(texts), 1)
