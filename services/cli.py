@@ -179,7 +179,7 @@ def schemas_asyncapi(
 
 @app.command("topics")
 def create_topics(
-    partitions: Annotated[int, typer.Option(min=1)] = 3,
+    partitions: Annotated[int, typer.Option(min=1)] = 6,
 ) -> None:
     """Create every contract topic and its dead-letter topic on STEWARD_KAFKA_BOOTSTRAP."""
     from services.runtime.broker import ensure_topics

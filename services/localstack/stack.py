@@ -140,7 +140,7 @@ class LocalStack:
         kafka = self.start_broker()
         mongo_uri = self.start_mongo()
         smtp_port = self.start_smtp_sink()
-        asyncio.run(ensure_topics(kafka, partitions=3))
+        asyncio.run(ensure_topics(kafka))
         self.endpoints = Endpoints(
             kafka=kafka, mongo_uri=mongo_uri, smtp_port=smtp_port, services={},
             generic_secret=_secret(self.folder, "generic"), slack_secret=_secret(self.folder, "slack"),

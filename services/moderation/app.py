@@ -24,6 +24,7 @@ from services.moderation.outcome import outcome
 from services.moderation.policy.engine import PolicyEngine
 from services.moderation.policy.load import PolicyStore
 from services.runtime.broker import consumer_options
+from services.runtime.records import OutgoingRecord, RecordPublisher, trace_headers
 from services.runtime.service import Service
 from services.runtime.settings import ModerationSettings
 
@@ -53,19 +54,24 @@ def create_service(settings: ModerationSettings | None = None) -> Service:
         buckets=(1, 2, 4, 8, 16, 32, 64, 128),
     )
 
-    verdicts = broker.publisher(
+    # Declared for the AsyncAPI document; records go out through the batched producer.
+    broker.publisher(
         topics.VERDICTS, title=topics.VERDICTS, schema=ModerationVerdict,
         description="One verdict per classified text, keyed by community.",
     )
-    incidents = broker.publisher(
+    broker.publisher(
         topics.INCIDENTS, title=topics.INCIDENTS, schema=Incident,
         description="Policy decisions that need a human, keyed by incident_id.",
     )
+    outputs = RecordPublisher(settings, settings.publish_timeout_s)
+    service.on_startup(outputs.start)
+    service.on_shutdown(outputs.stop)
 
     @service.on_startup
     async def load_model() -> None:
         path = settings.model_dir or await asyncio.to_thread(ensure_serving_bundle, settings.model_cache)
-        state["model"] = await asyncio.to_thread(load_classifier, path, scheme=settings.model_scheme)
+        state["model"] = await asyncio.to_thread(load_classifier, path, scheme=settings.model_scheme,
+                                                threads=settings.model_threads)
         log.info("model %s %s loaded from %s", state["model"].name, state["model"].version, path)
 
     async def parse(record: ConsumerRecord) -> MemberActivity | None:
@@ -91,34 +97,38 @@ def create_service(settings: ModerationSettings | None = None) -> Service:
         batch = [(e, r) for e, r in parsed if e.kind in CLASSIFIED_KINDS and e.has_text]
         if not batch:
             return
-        texts = [event for event, _ in batch]
         model = state["model"]
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        readings = await asyncio.to_thread(model.classify, [event.text for event in texts])
-        latency_s = (loop.time() - started) / len(texts)
-        batch_sizes.observe(len(texts))
-        publishes = []
+        batch_sizes.observe(len(batch))
+        readings, per_text_s = await asyncio.to_thread(model.classify_timed, [e.text for e, _ in batch])
+        await emit(model, batch, readings, per_text_s / 1000)
+
+    async def emit(model, batch: list[tuple[MemberActivity, ConsumerRecord]], readings,
+                   per_text_s: float) -> None:
+        """The batch's verdicts and incidents, archived and acknowledged."""
+        records: list[OutgoingRecord] = []
+        raised: list[Incident] = []
         for (event, record), reading in zip(batch, readings, strict=True):
-            model_latency.observe(latency_s)
+            model_latency.observe(per_text_s)
             policy = policies.policy_for(event.community_id)
             verdict, incident = outcome(
                 event, reading, policies.decide(policy, event, reading.scores),
                 policy_version=policy.version, model_name=model.name, model_version=model.version,
-                latency_ms=latency_s * 1000,
+                latency_ms=per_text_s * 1000,
             )
             # Each event keeps its own trace (from its webhook) through the batch: its
-            # outputs are published under a span whose parent is the record's traceparent.
+            # outputs carry a span whose parent is the record's traceparent.
             carrier = {key: value.decode(errors="replace") for key, value in record.headers or ()}
             with tracer.start_as_current_span("moderate", context=propagate.extract(carrier)):
-                if incident is not None:
-                    # Kept with its evidence so that moderators' feedback can become training data.
-                    publishes.append(asyncio.ensure_future(archive.remember(incident)))
-                    publishes.append(asyncio.ensure_future(incidents.publish(
-                        incident.model_dump(mode="json"), key=incident.incident_id.encode())))
-                publishes.append(asyncio.ensure_future(verdicts.publish(
-                    verdict.model_dump(mode="json"), key=event.community_id.encode())))
-        await asyncio.gather(*publishes)
+                headers = trace_headers()
+            if incident is not None:
+                raised.append(incident)
+                records.append(OutgoingRecord(topics.INCIDENTS, incident.to_bytes(),
+                                              incident.incident_id.encode(), headers))
+            records.append(OutgoingRecord(topics.VERDICTS, verdict.to_bytes(),
+                                          event.community_id.encode(), headers))
+        # Archived before publishing: feedback on an incident must find its evidence.
+        await archive.remember_all(raised)
+        await outputs.send_all(records)
 
     @broker.subscriber(
         topics.FEEDBACK, **consumer_options(settings, f"{GROUP_ID}-feedback"),

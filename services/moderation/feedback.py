@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from schemas import Incident
 from schemas.feedback import FeedbackAction, ModeratorFeedback
@@ -24,6 +24,7 @@ FEEDBACK = "moderation_feedback"
 STATE = "moderation_feedback_state"
 ARCHIVE = "moderation_incidents"
 
+DUPLICATE_KEY = 11000
 HARMFUL_ACTIONS = frozenset(
     {FeedbackAction.acknowledged, FeedbackAction.resolved, FeedbackAction.escalated}
 )
@@ -106,7 +107,24 @@ class IncidentArchive:
 
     async def remember(self, incident: Incident) -> bool:
         """False when this incident_id is already archived (a redelivery)."""
-        return await _insert_once(self.incidents, {
+        return await _insert_once(self.incidents, self._document(incident))
+
+    async def remember_all(self, incidents: list[Incident]) -> int:
+        """Archive a batch in one round trip; returns how many were new. Incidents already
+        archived (a redelivered batch) are skipped, any other write error is raised."""
+        if not incidents:
+            return 0
+        try:
+            result = await self.incidents.insert_many([self._document(i) for i in incidents], ordered=False)
+        except BulkWriteError as error:
+            if any(e.get("code") != DUPLICATE_KEY for e in error.details.get("writeErrors", [])):
+                raise
+            return error.details.get("nInserted", 0)
+        return len(result.inserted_ids)
+
+    @staticmethod
+    def _document(incident: Incident) -> dict:
+        return {
             "_id": incident.incident_id,
             "community_id": incident.community_id,
             "event_id": incident.evidence.event_id,
@@ -118,7 +136,7 @@ class IncidentArchive:
             "policy_version": incident.policy_version,
             "model_version": incident.model_version,
             "created_at": incident.created_at,
-        })
+        }
 
 
 async def export_training_rows(db: AsyncDatabase, community_id: str) -> list[dict]:

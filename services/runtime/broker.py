@@ -83,7 +83,7 @@ def consumer_options(settings: RuntimeSettings, group_id: str, **overrides: Any)
 
 
 async def ensure_topics(
-    bootstrap: str, *, partitions: int = 3, contract_topics: tuple[str, ...] = topics.ALL
+    bootstrap: str, *, partitions: int = 6, contract_topics: tuple[str, ...] = topics.ALL
 ) -> list[str]:
     """Create each topic and its dead-letter topic; existing ones are kept. Returns the new ones."""
     names = [name for topic in contract_topics for name in (topic, topics.dead_letter(topic))]

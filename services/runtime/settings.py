@@ -75,6 +75,14 @@ class ModerationSettings(RuntimeSettings):
     batch_wait_ms: int = Field(
         default=10, ge=0, description="Longest wait for a batch to fill: latency traded for throughput."
     )
+    model_threads: int = Field(
+        default=2, ge=1, description="Model threads in this process. With N consumers on one host, "
+        "give each cores/N: on 2 cores, 2 consumers of 1 thread outrun 1 consumer of 2.",
+    )
+    publish_timeout_s: float = Field(
+        default=10.0, gt=0, description="Longest wait for the acks of a batch's verdicts and incidents "
+        "before the batch is retried.",
+    )
     model_dir: Path | None = Field(
         default=None, description="Model bundle to load; the default bundle when unset."
     )

@@ -10,6 +10,7 @@ from schemas import MemberActivity, topics
 from schemas.feedback import ModeratorFeedback
 from schemas.moderation import CATEGORIES, Sentiment
 from services.moderation.feedback import (
+    ARCHIVE,
     FeedbackStore,
     IncidentArchive,
     export_training_rows,
@@ -115,15 +116,21 @@ async def test_replay_compares_strict_and_lenient_policies_against_feedback(
         store, archive = FeedbackStore(db), IncidentArchive(db)
         await store.create_indexes()
         await archive.create_indexes()
-        for n, category in ((1, "insult"), (2, "threat"), (4, "insult")):
-            event = events[n - 1]
-            incident = make_incident(
-                incident_id=stable_id("inc", event.event_id), community_id=community,
+        incidents = {
+            n: make_incident(
+                incident_id=stable_id("inc", events[n - 1].event_id), community_id=community,
                 category=category, categories={category: 0.9},
-                evidence={"event_id": event.event_id, "text": event.text},
+                evidence={"event_id": events[n - 1].event_id, "text": events[n - 1].text},
             )
-            assert await archive.remember(incident) is True
-            assert await archive.remember(incident) is False  # redelivery
+            for n, category in ((1, "insult"), (2, "threat"), (4, "insult"))
+        }
+        assert await archive.remember(incidents[1]) is True
+        assert await archive.remember(incidents[1]) is False  # redelivery
+        # A batch that is partly a redelivery stores only what is new, and does not fail.
+        assert await archive.remember_all([incidents[1], incidents[2]]) == 1
+        assert await archive.remember_all([incidents[2], incidents[4], incidents[1]]) == 1
+        assert await archive.remember_all([]) == 0
+        assert await db[ARCHIVE].count_documents({"community_id": community}) == 3
         assert await store.record(feedback(unique, 1, "resolved", community)) is True
         assert await store.record(feedback(unique, 1, "resolved", community)) is False
         assert await store.record(feedback(unique, 2, "escalated", community)) is True

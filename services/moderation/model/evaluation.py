@@ -100,6 +100,19 @@ def _mean(values: list[float | None]) -> float | None:
     return round(sum(present) / len(present), 4) if present else None
 
 
+def macro_f1(gold: Sequence[str], predicted: Sequence[str]) -> float | None:
+    """Mean over the classes present in ``gold`` of each class's F1."""
+    classes = sorted(set(gold))
+    if not classes:
+        return None
+    scores = []
+    for c in classes:
+        tp = sum(1 for g, p in zip(gold, predicted) if g == c and p == c)
+        wrong = sum(1 for g, p in zip(gold, predicted) if (g == c) != (p == c))
+        scores.append(2 * tp / (2 * tp + wrong) if tp + wrong else 0.0)
+    return sum(scores) / len(scores)
+
+
 def evaluate_scores(examples: Sequence[SeedExample], scores: Sequence[TextScores],
                     threshold: float = 0.5) -> dict[str, Any]:
     if len(examples) != len(scores):
@@ -117,6 +130,8 @@ def evaluate_scores(examples: Sequence[SeedExample], scores: Sequence[TextScores
         "macro": {k: _mean([m[k] for m in per_cat.values()])
                   for k in ("roc_auc", "pr_auc", "f1", "ece")},
         "sentiment_accuracy": round(sent_ok / len(examples), 4) if examples else None,
+        "sentiment_macro_f1": _round(macro_f1([ex.sentiment.value for ex in examples],
+                                              [s.sentiment.value for s in scores])),
     }
 
 

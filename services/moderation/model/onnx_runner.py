@@ -51,6 +51,9 @@ class OnnxClassifier(BundleRunner):
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle pool threads sleep rather than spin: the event loop, broker client and (on
+        # small hosts) the broker itself need those cores between model calls.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(path / model_file), sess_options=opts,
                                        providers=["CPUExecutionProvider"])
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
