@@ -39,6 +39,10 @@ class ModerationVerdict(Contract):
         default_factory=list,
         description="Rules running in shadow mode that fired: recorded here, no incident emitted.",
     )
+    text_truncated: bool = Field(
+        default=False,
+        description="The text was longer than the model reads (128 tokens): only its start was scored.",
+    )
     model_name: str
     model_version: str
     policy_version: str

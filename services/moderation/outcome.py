@@ -47,6 +47,7 @@ def outcome(
         scores={c: round(s, 4) for c, s in reading.scores.items()},
         sentiment=reading.sentiment,
         sentiment_scores={k: round(v, 4) for k, v in reading.sentiment_scores.items()},
+        text_truncated=reading.truncated,
         flagged=decision is not None,
         shadow_rules=shadow_rules,
         latency_ms=round(latency_ms, 3),

@@ -43,3 +43,11 @@ def test_benign_text_gives_an_unflagged_verdict_only():
     verdict, incident = run(reading())
     assert incident is None
     assert not verdict.flagged and verdict.sentiment is Sentiment.negative
+
+
+def test_a_truncated_text_gets_a_verdict_that_says_so():
+    truncated = TextScores(scores={c: 0.01 for c in CATEGORIES}, sentiment=Sentiment.neutral,
+                           sentiment_scores={s: 1 / 3 for s in Sentiment}, truncated=True)
+    verdict, incident = run(truncated)
+    assert verdict.text_truncated and incident is None
+    assert not run(reading())[0].text_truncated

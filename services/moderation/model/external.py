@@ -14,6 +14,7 @@ import torch
 from schemas import CATEGORIES, Sentiment
 from services.moderation.model.crosswalk import map_scores, resolve_scheme
 from services.moderation.model.labels import TextScores
+from services.moderation.model.runner import truncated_indices
 
 NEUTRAL = {Sentiment.negative: 0.0, Sentiment.neutral: 1.0, Sentiment.positive: 0.0}
 
@@ -46,6 +47,7 @@ class ExternalClassifier:
 
     def classify(self, texts: list[str]) -> list[TextScores]:
         readings = []
+        truncated = truncated_indices(self.tokenizer, texts, self.max_length)
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
                 enc = self.tokenizer(texts[start : start + self.batch_size], padding=True, truncation=True,
@@ -57,5 +59,6 @@ class ExternalClassifier:
                     readings.append(TextScores(
                         scores={c: float(mapped.get(c, 0.0)) for c in CATEGORIES},
                         sentiment=Sentiment.neutral, sentiment_scores=dict(NEUTRAL),
+                        truncated=len(readings) in truncated,
                     ))
         return readings

@@ -34,6 +34,7 @@ class TextScores:
     scores: dict[str, float]
     sentiment: Sentiment
     sentiment_scores: dict[Sentiment, float]
+    truncated: bool = False  # longer than the model reads: only its first tokens were scored
 
 
 def _sigmoid(x: float) -> float:
@@ -44,7 +45,7 @@ def _sigmoid(x: float) -> float:
     return e / (1.0 + e)
 
 
-def decode(logits: Sequence[float]) -> TextScores:
+def decode(logits: Sequence[float], truncated: bool = False) -> TextScores:
     """Turn one row of head logits (in ``HEAD_LABELS`` order) into scores."""
     if len(logits) != len(HEAD_LABELS):
         raise ValueError(f"expected {len(HEAD_LABELS)} logits, got {len(logits)}")
@@ -55,4 +56,4 @@ def decode(logits: Sequence[float]) -> TextScores:
     total = sum(exps)
     sentiment_scores = {s: e / total for s, e in zip(SENTIMENTS, exps)}
     best = max(SENTIMENTS, key=sentiment_scores.__getitem__)
-    return TextScores(scores, best, sentiment_scores)
+    return TextScores(scores, best, sentiment_scores, truncated)

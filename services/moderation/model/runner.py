@@ -10,6 +10,16 @@ from services.moderation.model.labels import TextScores, decode
 from services.moderation.model.train import BundleCard
 
 
+def truncated_indices(tokenizer, texts: list[str], max_length: int) -> set[int]:
+    """Indices of the texts with more than ``max_length`` tokens (special tokens included).
+    A word-piece covers at least one character, so only longer texts are tokenized again."""
+    long = [i for i, text in enumerate(texts) if len(text) > max_length - 2]
+    if not long:
+        return set()
+    counts = tokenizer([texts[i] for i in long], truncation=False)["input_ids"]
+    return {i for i, ids in zip(long, counts, strict=True) if len(ids) > max_length}
+
+
 def length_sorted_batches(texts: list[str], size: int) -> Iterator[list[int]]:
     """Indices of ``texts`` in batches of similar length: less padding per batch. The
     caller writes each batch's rows back at these indices, so input order is kept."""
@@ -20,6 +30,8 @@ def length_sorted_batches(texts: list[str], size: int) -> Iterator[list[int]]:
 
 class BundleRunner:
     card: BundleCard
+    tokenizer: object
+    max_length: int
 
     @property
     def name(self) -> str:
@@ -33,7 +45,8 @@ class BundleRunner:
         raise NotImplementedError
 
     def classify(self, texts: list[str]) -> list[TextScores]:
-        return [decode(row) for row in self.logits(texts).tolist()]
+        truncated = truncated_indices(self.tokenizer, texts, self.max_length)
+        return [decode(row, i in truncated) for i, row in enumerate(self.logits(texts).tolist())]
 
     def classify_timed(self, texts: list[str]) -> tuple[list[TextScores], float]:
         """Scores plus the model time per text in milliseconds (the batch's wall time

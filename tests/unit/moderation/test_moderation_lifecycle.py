@@ -21,6 +21,7 @@ from services.moderation.model.evaluation import (
     category_metrics,
     evaluate_classifier,
     expected_calibration_error,
+    macro_f1,
 )
 from services.moderation.model.labels import SENTIMENTS, TextScores
 from services.moderation.model.seed import SeedExample
@@ -185,6 +186,17 @@ def test_evaluate_classifier_with_fake_scores():
     assert res["categories"]["threat"]["roc_auc"] is None
     assert res["macro"] == {"roc_auc": 0.6667, "pr_auc": 0.7556, "f1": 0.6667, "ece": 0.4}
     assert res["sentiment_accuracy"] == 0.5 and res["examples"] == 6
+    # everything predicted neutral: neutral F1 = 2*3/(2*3+3) = 2/3, positive F1 = 0
+    assert res["sentiment_macro_f1"] == pytest.approx((2 / 3 + 0) / 2, abs=1e-4)
+
+
+def test_macro_f1_averages_the_classes_of_the_gold_labels():
+    gold = ["neg", "neg", "pos", "neu"]
+    predicted = ["neg", "pos", "pos", "neg"]
+    # neg: tp 1, one missed and one false -> 2/4; pos: tp 1, one false -> 2/3; neu: 0
+    assert macro_f1(gold, predicted) == pytest.approx((0.5 + 2 / 3 + 0) / 3)
+    assert macro_f1(gold, gold) == 1.0
+    assert macro_f1([], []) is None
 
 
 # --- CLI ------------------------------------------------------------------------------

@@ -154,3 +154,16 @@ def test_missing_int8_file_is_a_clear_error(onnx_dir, tmp_path):
             shutil.copy2(onnx_dir / name, tmp_path / name)
     with pytest.raises(FileNotFoundError, match=INT8_FILE):
         OnnxClassifier.load(tmp_path, int8=True)
+
+
+def test_a_text_longer_than_the_model_reads_is_scored_by_its_start_and_says_so(onnx_int8, classifier):
+    long_text = "you are wonderful and I like this community a lot. " * 40  # ~480 tokens
+    near_limit = "ok " * 60  # 182 characters but only 62 tokens: long in characters only
+    for runner in (onnx_int8, classifier):
+        readings = runner.classify(["short and fine", long_text, near_limit])
+        assert [r.truncated for r in readings] == [False, True, False]
+    # The start decides: the same first 128 tokens give the same scores.
+    start = " ".join(long_text.split()[:120])
+    first, whole = onnx_int8.classify([start + " trailing", long_text])
+    assert whole.scores == pytest.approx(onnx_int8.classify([long_text])[0].scores)
+    assert abs(whole.scores["toxicity"] - first.scores["toxicity"]) < 0.05
