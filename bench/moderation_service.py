@@ -11,7 +11,8 @@ Run: ``.venv/bin/python -m bench.moderation_service``. Starts tansu and nx-27017
 - latency: a steady rate of records (300/s, then 150/s) for a while each, measured from each
   record's send to its verdict's broker timestamp (p50 / p99).
 
-Writes ``bench/results/moderation_service.json``.
+Writes ``bench/results/moderation_service.json`` and ``metrics.service_speed`` of the
+bundle's card.
 """
 
 import asyncio
@@ -28,10 +29,11 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench.cards import stamp_card
 from schemas import MemberActivity, topics
 from services.demo.community import ANSWERS, CHATTER, HARMFUL, QUESTIONS
-from services.localstack.stack import SERVER_OPTIONS, LocalStack
 from services.localstack.processes import Child, free_port
+from services.localstack.stack import SERVER_OPTIONS, LocalStack
 from services.moderation.app import GROUP_ID
 from services.moderation.model import ensure_serving_bundle, load_classifier
 from services.runtime.broker import ensure_topics
@@ -216,6 +218,7 @@ def main() -> None:
         "steady_seconds": RATE_SECONDS,
         "latency_at_steady_rate": latency,
     }
+    stamp_card(bundle, "service_speed", results)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

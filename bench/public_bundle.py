@@ -11,24 +11,32 @@ minutes on 2 cores). In one run it:
    bundle on torch, and its ONNX fp32 and int8 exports: ROC-AUC and PR-AUC of each set's
    focus category, macro-F1 of sentiment, and the largest |int8 - fp32| AUC difference.
 
-Writes ``bench/results/public_bundle.json`` and the same figures into both bundles' cards
-(``metrics.public_heldout`` of ``bundle.json``).
+Writes ``bench/results/public_bundle.json`` and the same figures into the cards of the
+new bundle and its export (``metrics.public_heldout`` of ``bundle.json``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import public_sets
+from bench.cards import stamp_card
 from services.moderation.model import ensure_serving_bundle, load_classifier
+from services.moderation.model.bundle import export_recipe, read_card
 from services.moderation.model.evaluation import category_metrics, macro_f1
-from services.moderation.model.onnx_export import export_onnx
+from services.moderation.model.onnx_export import RECIPE, export_onnx
 from services.moderation.model.seed import seed_examples
-from services.moderation.model.train import CARD_FILE, TrainConfig, build_bundle, examples_hash
+from services.moderation.model.train import (
+    CARD_FILE,
+    TrainConfig,
+    build_bundle,
+    examples_hash,
+)
 
 RESULTS = Path(__file__).with_name("results") / "public_bundle.json"
 MODELS = Path(".steward/models")
@@ -56,12 +64,6 @@ def quality(classifier, sets: list[public_sets.PublicSet]) -> dict:
             "seconds": round(time.perf_counter() - started, 1)}
 
 
-def stamp_card(folder: Path, figures: dict) -> None:
-    card = json.loads((folder / CARD_FILE).read_text(encoding="utf-8"))
-    card["metrics"]["public_heldout"] = figures
-    (folder / CARD_FILE).write_text(json.dumps(card, indent=2), encoding="utf-8")
-
-
 def main() -> None:
     if not public_sets.available():
         raise SystemExit(f"{public_sets.DATASETS} is absent: nothing to train or measure on")
@@ -69,14 +71,13 @@ def main() -> None:
     train = [*seed_examples(), *(row for s in sets for row in public_sets.cap(s.train, PER_SET))]
     config = TrainConfig(holdout=0.0, epochs=EPOCHS)
     bundle = MODELS / f"steward-public-{examples_hash(train)[:10]}"
-    started = time.perf_counter()
     if not (bundle / CARD_FILE).is_file():
         build_bundle(bundle, config=config, examples=train, name="steward-public",
                      data_files=[f"../shared/datasets ({', '.join(public_sets.READERS)})"],
                      progress=lambda msg: print(msg, flush=True))
-    train_seconds = time.perf_counter() - started
     onnx = bundle.with_name(bundle.name + "-onnx")
-    if not (onnx / CARD_FILE).is_file():
+    if export_recipe(onnx) != RECIPE:
+        shutil.rmtree(onnx, ignore_errors=True)
         export_onnx(bundle, onnx, quantize=True)
 
     runs = {
@@ -105,7 +106,7 @@ def main() -> None:
         "train_rows_per_public_set": PER_SET,
         "heldout_rows_per_set": HELDOUT_PER_SET,
         "epochs": EPOCHS,
-        "train_seconds": round(train_seconds, 1),
+        "train_seconds": read_card(bundle).build_seconds,  # from its card: a cached bundle is reused
         "focus": {s.name: s.focus for s in sets},
         "quality": figures,
         "int8_vs_fp32_roc_auc_abs_diff": gaps,
@@ -113,8 +114,8 @@ def main() -> None:
         "mean_roc_auc_ratio_to_baseline": round(
             figures["public_bundle_onnx_int8"]["mean_roc_auc"] / baseline, 3),
     }
-    stamp_card(bundle, results)
-    stamp_card(onnx, results)
+    stamp_card(bundle, "public_heldout", results)
+    stamp_card(onnx, "public_heldout", results)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps({k: v for k, v in results.items() if k != "quality"}, indent=2))

@@ -9,6 +9,7 @@ removes, never a half bundle under the real name.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import tempfile
@@ -95,9 +96,18 @@ def ensure_default_bundle(cache: Path, progress: Progress | None = None) -> Path
                        lambda tmp: build_bundle(tmp, progress=progress))
 
 
+def export_recipe(path: Path) -> str | None:
+    """The export recipe named in an ONNX export's card (None before recipes were named)."""
+    try:
+        card = json.loads((Path(path) / CARD_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return (card.get("onnx") or {}).get("recipe")
+
+
 def ensure_serving_bundle(cache: Path, progress: Progress | None = None) -> Path:
     """The default bundle exported to ONNX with int8 weights: what the service loads."""
-    from services.moderation.model.onnx_export import export_onnx
+    from services.moderation.model.onnx_export import RECIPE, export_onnx
 
     cache = Path(cache)
     source = ensure_default_bundle(cache, progress)
@@ -105,7 +115,7 @@ def ensure_serving_bundle(cache: Path, progress: Progress | None = None) -> Path
     version = bundle_version()
     return _build_once(
         cache, target,
-        lambda path: is_complete(path, version, ONNX_REQUIRED),
+        lambda path: is_complete(path, version, ONNX_REQUIRED) and export_recipe(path) == RECIPE,
         lambda tmp: export_onnx(source, tmp, quantize=True),
     )
 

@@ -16,7 +16,8 @@ def truncated_indices(tokenizer, texts: list[str], max_length: int) -> set[int]:
     long = [i for i, text in enumerate(texts) if len(text) > max_length - 2]
     if not long:
         return set()
-    counts = tokenizer([texts[i] for i in long], truncation=False)["input_ids"]
+    # One token past the limit is enough to know, and keeps the tokenizer from warning.
+    counts = tokenizer([texts[i] for i in long], truncation=True, max_length=max_length + 1)["input_ids"]
     return {i for i, ids in zip(long, counts, strict=True) if len(ids) > max_length}
 
 

@@ -108,3 +108,32 @@ def test_card_with_other_version_is_not_reused(bundle_dir, tmp_path, monkeypatch
 
     ensure_default_bundle(tmp_path)
     assert len(calls) == 1
+
+
+def test_an_export_made_by_another_recipe_is_exported_again(bundle_dir, tmp_path, monkeypatch):
+    from services.moderation.model import onnx_export
+
+    source = default_bundle_dir(tmp_path)
+    source.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "bundle.json"):
+        (source / name).write_bytes((bundle_dir / name).read_bytes())
+    exports = []
+
+    def fake_export(src, out, *, quantize):
+        exports.append(out)
+        for name in ("config.json", "model.int8.onnx", "tokenizer.json"):
+            (out / name).write_bytes(b"x")
+        card = json.loads((src / "bundle.json").read_text())
+        (out / "bundle.json").write_text(json.dumps({**card, "onnx": {"recipe": onnx_export.RECIPE}}))
+
+    monkeypatch.setattr(onnx_export, "export_onnx", fake_export)
+    old = source.with_name(source.name + "-onnx")
+    old.mkdir()
+    for name in ("config.json", "model.int8.onnx", "tokenizer.json"):
+        (old / name).write_bytes(b"x")
+    card = json.loads((bundle_dir / "bundle.json").read_text())
+    (old / "bundle.json").write_text(json.dumps({**card, "onnx": {"files": ["model.int8.onnx"]}}))
+
+    assert bundle_mod.ensure_serving_bundle(tmp_path) == old
+    assert len(exports) == 1 and bundle_mod.export_recipe(old) == onnx_export.RECIPE
+    assert bundle_mod.ensure_serving_bundle(tmp_path) == old and len(exports) == 1  # now reused
