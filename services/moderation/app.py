@@ -99,8 +99,8 @@ def create_service(settings: ModerationSettings | None = None) -> Service:
             return
         model = state["model"]
         batch_sizes.observe(len(batch))
-        readings, per_text_s = await asyncio.to_thread(model.classify_timed, [e.text for e, _ in batch])
-        await emit(model, batch, readings, per_text_s / 1000)
+        readings, per_text_ms = await asyncio.to_thread(model.classify_timed, [e.text for e, _ in batch])
+        await emit(model, batch, readings, per_text_ms / 1000)
 
     async def emit(model, batch: list[tuple[MemberActivity, ConsumerRecord]], readings,
                    per_text_s: float) -> None:
