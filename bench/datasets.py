@@ -7,9 +7,10 @@ absent (tests skip, benchmarks say so).
 
 import csv
 import random
-from pathlib import Path
 
-DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+from bench import public_sets
+from bench.public_sets import DATASETS
+
 SAMPLE = 400
 SEED = 0
 
@@ -21,11 +22,9 @@ def sample(texts: list[str], n: int = SAMPLE) -> list[str]:
 
 def sms(label: str) -> list[str] | None:
     """SMS Spam Collection: ``ham`` or ``spam``."""
-    path = DATASETS / "sms-spam-collection" / "SMSSpamCollection"
-    if not path.is_file():
+    if not (DATASETS / "sms-spam-collection").is_dir():
         return None
-    rows = [line.split("\t", 1) for line in path.read_text(encoding="utf-8").splitlines() if "\t" in line]
-    return sample([text for lab, text in rows if lab == label])
+    return sample([row.text for row in public_sets.sms() if ("spam" in row.labels) == (label == "spam")])
 
 
 def olid(label: str) -> list[str] | None:
