@@ -120,12 +120,8 @@ def ensure_serving_bundle(cache: Path, progress: Progress | None = None) -> Path
     )
 
 
-def load_classifier(path: Path, *, threads: int | None = None, scheme: str | None = None,
-                    batch_size: int = 32):
+def load_classifier(path: Path, *, threads: int | None = None, scheme: str | None = None):
     """ONNX Runtime on the int8 (or fp32) export when the folder has one, torch otherwise.
-    ``batch_size`` is the most texts per forward pass: a call's texts are sorted by length
-    and run in passes of that size (32 measured faster than 64 on 2 cores: smaller
-    activations stay in cache).
 
     With ``scheme``, the folder is any Hugging Face text-classification model whose labels
     that crosswalk scheme maps onto Steward's categories."""
@@ -133,12 +129,11 @@ def load_classifier(path: Path, *, threads: int | None = None, scheme: str | Non
     if scheme:
         from services.moderation.model.external import ExternalClassifier
 
-        return ExternalClassifier.load(path, scheme, threads=threads, batch_size=batch_size)
+        return ExternalClassifier.load(path, scheme, threads=threads)
     if (path / "model.int8.onnx").is_file() or (path / "model.onnx").is_file():
         from services.moderation.model.onnx_runner import OnnxClassifier
 
-        return OnnxClassifier.load(path, int8=(path / "model.int8.onnx").is_file(), threads=threads or 2,
-                                    batch_size=batch_size)
+        return OnnxClassifier.load(path, int8=(path / "model.int8.onnx").is_file(), threads=threads or 2)
     from services.moderation.model.classifier import Classifier
 
-    return Classifier.load(path, threads=threads, batch_size=batch_size)
+    return Classifier.load(path, threads=threads)

@@ -34,8 +34,7 @@ class ExternalClassifier:
         self.batch_size = batch_size
 
     @classmethod
-    def load(cls, path: Path, scheme: str, *, threads: int | None = None,
-             batch_size: int = 32) -> ExternalClassifier:
+    def load(cls, path: Path, scheme: str, *, threads: int | None = None) -> ExternalClassifier:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         if threads:
@@ -43,7 +42,7 @@ class ExternalClassifier:
         path = Path(path)
         model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        return cls(model, tokenizer, scheme, name=path.name, batch_size=batch_size)
+        return cls(model, tokenizer, scheme, name=path.name)
 
     def classify(self, texts: list[str]) -> list[TextScores]:
         readings = []

@@ -34,6 +34,8 @@ class OnnxClassifier(BundleRunner):
         self.model_file = model_file
         self.input_names = tuple(i.name for i in session.get_inputs())
 
+    # batch_size: texts per forward pass after length sorting; 32 measured faster than 64 on
+    # 2 cores (smaller activations stay in cache).
     @classmethod
     def load(cls, path: Path, *, int8: bool = True, threads: int = 2, max_length: int = 128,
              batch_size: int = 32) -> OnnxClassifier:
