@@ -1,5 +1,7 @@
 """Replay a community's recorded activity through a candidate policy (and model) and compare
-it with the current one: incident volume, and precision/recall against moderator feedback.
+it with the current one: incident volume, and precision/recall against moderator feedback;
+and, per category, the threshold that reaches a target precision on that feedback, with the
+alert volume it would give (``services.moderation.thresholds``).
 
 ``score``/``compare`` are pure; ``replay`` reads ``community.activity.v1`` with a fresh,
 group-less consumer up to the end offsets it found at start, so it never disturbs the
@@ -22,6 +24,14 @@ from schemas import ActivityKind, MemberActivity, topics
 from services.moderation.outcome import stable_id
 from services.moderation.policy.engine import PolicyEngine
 from services.moderation.policy.load import PolicyStore
+from services.moderation.thresholds import (
+    DEFAULT_MIN_SUPPORT,
+    DEFAULT_TARGET_PRECISION,
+    ThresholdReport,
+    attribute,
+    span_days,
+    suggest_thresholds,
+)
 
 CLASSIFIED_KINDS = frozenset({ActivityKind.message_posted, ActivityKind.message_edited})
 BATCH = 64
@@ -73,6 +83,7 @@ class ReplayReport:
     delta: dict[str, Any] = field(default_factory=dict)
     before_policy: str = ""
     after_policy: str = ""
+    thresholds: ThresholdReport | None = None  # per category, from the "before" run's scores
 
 
 async def read_activity(bootstrap: str, community_id: str, *, since: datetime | None = None,
@@ -132,15 +143,25 @@ async def read_activity(bootstrap: str, community_id: str, *, since: datetime | 
     return events
 
 
-async def decide_all(events: list[MemberActivity], classifier, engine: PolicyEngine) -> dict[str, bool]:
-    """event_id -> flagged (an incident would be raised), as moderation decides it."""
+@dataclass
+class Decided:
+    """What one policy/model run made of the replayed events."""
+
+    flagged: dict[str, bool] = field(default_factory=dict)  # event_id -> an incident would be raised
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)  # event_id -> category -> score
+    fired: dict[str, tuple[str, ...]] = field(default_factory=dict)  # event_id -> categories of its incident
+    occurred_at: dict[str, datetime] = field(default_factory=dict)  # of each classified event
+
+
+async def decide_and_score(events: list[MemberActivity], classifier, engine: PolicyEngine) -> Decided:
+    """Each classified event's scores and decision, as moderation makes them."""
     texts = [e for e in events if e.kind in CLASSIFIED_KINDS and e.has_text]
     readings = []
     for start in range(0, len(texts), BATCH):
         chunk = [e.text for e in texts[start:start + BATCH]]
         readings.extend(await asyncio.to_thread(classifier.classify, chunk))
     by_event = {e.event_id: r for e, r in zip(texts, readings, strict=True)}
-    decisions: dict[str, bool] = {}
+    decided = Decided()
     for event in events:  # in order, so the stateful rules (raids, offenders) see the stream
         engine.observe(event)
         reading = by_event.get(event.event_id)
@@ -148,32 +169,75 @@ async def decide_all(events: list[MemberActivity], classifier, engine: PolicyEng
             continue
         policy = engine.policy_for(event.community_id)
         decision = engine.decide(policy, event, reading.scores)
-        decisions[event.event_id] = decision is not None and not decision.shadow
-    return decisions
+        raised = decision is not None and not decision.shadow
+        decided.flagged[event.event_id] = raised
+        decided.scores[event.event_id] = dict(reading.scores)
+        decided.occurred_at[event.event_id] = event.occurred_at
+        if raised:
+            decided.fired[event.event_id] = tuple(decision.categories)
+    return decided
+
+
+async def decide_all(events: list[MemberActivity], classifier, engine: PolicyEngine) -> dict[str, bool]:
+    """event_id -> flagged (an incident would be raised), as moderation decides it."""
+    return (await decide_and_score(events, classifier, engine)).flagged
 
 
 async def replay(bootstrap: str, *, community_id: str, since: datetime | None = None,
                  from_offset: int | None = None, classifier, engine: PolicyEngine,
                  feedback_labels: dict[str, bool], candidate_engine: PolicyEngine,
-                 candidate_classifier=None) -> ReplayReport:
+                 candidate_classifier=None, feedback_categories: dict[str, list[str]] | None = None,
+                 target_precision: float = DEFAULT_TARGET_PRECISION,
+                 min_support: int = DEFAULT_MIN_SUPPORT) -> ReplayReport:
     """``classifier``/``engine``: production ("before"); ``candidate_engine`` (and
     ``candidate_classifier``, else the same model): "after". ``feedback_labels``:
-    incident_id -> harmful, as ``FeedbackStore.labels_for`` gives them."""
+    incident_id -> harmful, as ``FeedbackStore.labels_for`` gives them;
+    ``feedback_categories``: incident_id -> the categories that fired on it, from the incident
+    archive (:func:`archived_categories`). Threshold suggestions use the "before" run's scores;
+    a labelled incident the archive does not know takes the categories the production policy
+    fires on replay."""
     events = await read_activity(bootstrap, community_id, since=since, from_offset=from_offset)
-    before = await decide_all(events, classifier, engine)
+    decided = await decide_and_score(events, classifier, engine)
+    before = decided.flagged
     after = await decide_all(events, candidate_classifier or classifier, candidate_engine)
+    incident_of = {event_id: stable_id("inc", event_id) for event_id in before}
     truth = {
         event_id: feedback_labels[incident]
-        for event_id in before
-        if (incident := stable_id("inc", event_id)) in feedback_labels
+        for event_id, incident in incident_of.items()
+        if incident in feedback_labels
     }
     b, a = score(before, truth), score(after, truth)
+    policy = engine.policy_for(community_id)
+    archived = {event_id: (feedback_categories or {}).get(incident_of[event_id], ()) for event_id in truth}
+    attribution = attribute(truth, decided.scores, archived, decided.fired)
+    replayed: dict[str, list[float]] = {}
+    for reading in decided.scores.values():
+        for category, value in reading.items():
+            replayed.setdefault(category, []).append(value)
+    thresholds = suggest_thresholds(
+        attribution.pairs, replayed,
+        current={category: rule.threshold for category, rule in policy.categories.items()},
+        days=span_days(decided.occurred_at.values()),
+        target_precision=target_precision, min_support=min_support,
+        attributed=attribution.counts,
+    )
     return ReplayReport(
         community_id=community_id, events=len(before), labelled=len(truth), before=b, after=a,
         delta=compare(b, a),
-        before_policy=engine.policy_for(community_id).version,
+        before_policy=policy.version,
         after_policy=candidate_engine.policy_for(community_id).version,
+        thresholds=thresholds,
     )
+
+
+async def archived_categories(db, community_id: str) -> dict[str, list[str]]:
+    """incident_id -> the categories that fired on it, from the incident archive."""
+    from services.moderation.feedback import ARCHIVE
+
+    found: dict[str, list[str]] = {}
+    async for doc in db[ARCHIVE].find({"community_id": community_id}, {"category": 1, "categories": 1}):
+        found[doc["_id"]] = list(doc.get("categories") or ([doc["category"]] if doc.get("category") else []))
+    return found
 
 
 # ---------------------------------------------------------------- CLI
@@ -204,6 +268,8 @@ def _fmt(value) -> str:
 
 
 def render(report: ReplayReport):
+    """The before/after comparison, then (when the report has them) the thresholds from feedback."""
+    from rich.console import Group
     from rich.table import Table
 
     table = Table(title=f"Replay of {report.community_id}: {report.events} texts, "
@@ -216,6 +282,60 @@ def render(report: ReplayReport):
         change = report.delta.get(key)
         table.add_row(key, _fmt(report.before[key]), _fmt(report.after[key]),
                       "-" if change is None else f"{change:+.3f}" if isinstance(change, float) else f"{change:+d}")
+    if report.thresholds is None:
+        return Group(table)
+    return Group(table, render_thresholds(report.thresholds, report.before_policy))
+
+
+def _threshold(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def _alerts(count: int | None, daily: float | None) -> str:
+    if count is None:
+        return "-"
+    return f"{count} ({daily:.1f}/day)" if daily is not None else str(count)
+
+
+def render_thresholds(thresholds: ThresholdReport, policy_version: str = ""):
+    from rich.table import Table
+
+    days = thresholds.span_days
+    if days is None:
+        span = "no time span (fewer than two texts): no per-day figures"
+    elif days < thresholds.min_span_days:
+        least = thresholds.min_span_days
+        span = f"over {days * 24:.1f} hours, under {least:g} day{'' if least == 1 else 's'}: no per-day figures"
+    else:
+        span = f"over {days:.1f} days"
+    counts = thresholds.attributed
+    sources = (f"; feedback labels: {counts.get('archive', 0)} by archived incident categories, "
+               f"{counts.get('replay', 0)} by the replayed policy's, {counts.get('unknown', 0)} unattributed"
+               if counts else "")
+    table = Table(
+        title=f"Thresholds from feedback: lowest reaching precision {thresholds.target_precision:.2f} "
+              f"with at least {thresholds.min_support} labelled",
+        caption=f"alerts: replayed texts at or above the threshold, {span}; "
+                f"precision, recall and labelled count use moderator feedback on raised incidents{sources}",
+    )
+    table.add_column("category")
+    table.add_column(f"now{f' ({policy_version})' if policy_version else ''}", justify="right")
+    table.add_column("precision now", justify="right")
+    table.add_column("alerts now", justify="right")
+    table.add_column("suggested", justify="right")
+    table.add_column("precision", justify="right")
+    table.add_column("recall", justify="right")
+    table.add_column("labelled", justify="right")
+    table.add_column("alerts", justify="right")
+    table.add_column("note")
+    for s in thresholds.suggestions.values():
+        table.add_row(
+            s.category, _threshold(s.current_threshold), _fmt(s.current_precision),
+            _alerts(s.current_volume, s.current_volume_per_day),
+            _threshold(s.threshold), _fmt(s.precision), _fmt(s.recall),
+            f"{s.support}/{s.labelled}" if s.threshold is not None else str(s.labelled),
+            _alerts(s.volume, s.volume_per_day), s.reason,
+        )
     return table
 
 
@@ -228,8 +348,16 @@ def replay_command(
     policy: Annotated[Path | None, typer.Option(help="Production policy folder (STEWARD_POLICY_DIR).")] = None,
     candidate_model: Annotated[Path | None, typer.Option("--candidate-model", help="Candidate model bundle.")] = None,
     model: Annotated[Path | None, typer.Option(help="Production model bundle (default bundle).")] = None,
+    target_precision: Annotated[float, typer.Option(
+        "--target-precision", min=0.01, max=1.0,
+        help="Suggest per category the lowest threshold reaching this precision on moderator feedback.",
+    )] = DEFAULT_TARGET_PRECISION,
+    min_support: Annotated[int, typer.Option(
+        "--min-support", min=1, help="Labelled incidents needed at or above a suggested threshold.",
+    )] = DEFAULT_MIN_SUPPORT,
 ) -> None:
-    """Replay a community's activity through the production and candidate policy, side by side."""
+    """Replay a community's activity through the production and candidate policy, side by side,
+    and suggest per category the threshold that moderator feedback supports."""
     from rich.console import Console
 
     from services.moderation.model.bundle import ensure_serving_bundle, load_classifier
@@ -242,24 +370,27 @@ def replay_command(
         path = model or settings.model_dir or ensure_serving_bundle(settings.model_cache)
         classifier = load_classifier(path)
         candidate = load_classifier(candidate_model) if candidate_model else None
-        labels = await _labels(settings, community)
+        labels, categories = await _feedback(settings, community)
         return await replay(
             settings.kafka_bootstrap, community_id=community, since=moment, from_offset=from_offset,
             classifier=classifier, engine=PolicyEngine(PolicyStore(policy or settings.policy_dir)),
             feedback_labels=labels, candidate_engine=PolicyEngine(PolicyStore(candidate_policy)),
-            candidate_classifier=candidate,
+            candidate_classifier=candidate, feedback_categories=categories,
+            target_precision=target_precision, min_support=min_support,
         )
 
     Console().print(render(asyncio.run(run())))
 
 
-async def _labels(settings, community: str) -> dict[str, bool]:
+async def _feedback(settings, community: str) -> tuple[dict[str, bool], dict[str, list[str]]]:
+    """The community's feedback labels, and the categories of its archived incidents."""
     from services.moderation.feedback import FeedbackStore
     from services.runtime.mongo import database, make_mongo
 
     client = make_mongo(settings)
     try:
-        return await FeedbackStore(database(client, settings)).labels_for(community)
+        db = database(client, settings)
+        return await FeedbackStore(db).labels_for(community), await archived_categories(db, community)
     finally:
         await client.close()
 

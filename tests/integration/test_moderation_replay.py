@@ -20,7 +20,7 @@ from services.moderation.model.labels import TextScores
 from services.moderation.outcome import stable_id
 from services.moderation.policy.engine import PolicyEngine
 from services.moderation.policy.load import PolicyStore
-from services.moderation.replay import read_activity, replay
+from services.moderation.replay import archived_categories, read_activity, replay
 from services.runtime.mongo import make_mongo
 from services.runtime.settings import RuntimeSettings
 
@@ -142,10 +142,14 @@ async def test_replay_compares_strict_and_lenient_policies_against_feedback(
         assert labels == {stable_id("inc", f"{unique}-e{n}"): harmful
                           for n, harmful in ((1, True), (2, True), (4, False))}
 
+        categories = await archived_categories(db, community)
+        assert categories == {incidents[n].incident_id: [incidents[n].category] for n in incidents}
+
         report = await replay(
             bootstrap, community_id=community, since=None, from_offset=None,
             classifier=KeywordClassifier(), engine=engine_for(tmp_path, "strict", STRICT),
             feedback_labels=labels, candidate_engine=engine_for(tmp_path, "lenient", LENIENT),
+            feedback_categories=categories, min_support=1,
         )
         assert (report.events, report.labelled) == (5, 3)
         assert (report.before_policy, report.after_policy) == ("strict-1", "lenient-1")
@@ -157,6 +161,33 @@ async def test_replay_compares_strict_and_lenient_policies_against_feedback(
         assert report.after["incidents"] == 1
         assert (report.after["precision"], report.after["recall"]) == (1.0, 0.5)
         assert report.delta["incidents"] == -3
+
+        # Thresholds from feedback, on the strict ("before") run's scores.
+        thresholds = report.thresholds
+        assert (thresholds.target_precision, thresholds.min_support) == (0.9, 1)
+        assert thresholds.attributed == {"archive": 3, "replay": 0, "unknown": 0}
+        assert thresholds.span_days == pytest.approx(4 / (24 * 60))  # 12:01 to 12:05
+        insult, threat, spam = (thresholds.suggestions[c] for c in ("insult", "threat", "spam"))
+        # the two insults score the same (0.65): one confirmed, one false positive; no threshold
+        # separates them, so 0.9 is not reachable
+        assert insult.threshold is None and "best 0.50, at 0.65" in insult.reason
+        assert (insult.labelled, insult.current_threshold, insult.current_volume) == (2, 0.5, 2)
+        assert insult.current_precision == 0.5
+        # the confirmed threat alone: 0.95 reaches it, with the alert volume strict has now
+        assert (threat.threshold, threat.precision, threat.recall, threat.support) == (0.95, 1.0, 1.0, 1)
+        assert (threat.volume, threat.current_volume) == (1, 1)
+        assert threat.volume_per_day is None  # four minutes of activity: no per-day rate
+        assert (spam.threshold, spam.reason, spam.current_volume) == (None, "no feedback", 1)
+        assert thresholds.suggestions["toxicity"].current_threshold is None  # no rule in strict
+
+        # Without the archive, labels take the categories the production policy fires on replay.
+        unarchived = await replay(
+            bootstrap, community_id=community, classifier=KeywordClassifier(),
+            engine=engine_for(tmp_path, "strict-again", STRICT), feedback_labels=labels,
+            candidate_engine=engine_for(tmp_path, "lenient-again", LENIENT), min_support=1,
+        )
+        assert unarchived.thresholds.attributed == {"archive": 0, "replay": 3, "unknown": 0}
+        assert unarchived.thresholds.suggestions == thresholds.suggestions
 
         rows = await export_training_rows(db, community)
         by_text = {row["text"]: row for row in rows}

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import pytest
 
 from services.moderation.replay import ReplayReport, compare, parse_since, render, score
+from services.moderation.thresholds import suggest_thresholds
 
 
 def test_score_counts_incidents_and_scores_only_labelled_events():
@@ -43,5 +44,31 @@ def test_parse_since():
 def test_render_shows_both_sides():
     b = score({"a": True}, {"a": False})
     a = score({"a": False}, {"a": False})
-    table = render(ReplayReport("c", 1, 1, b, a, compare(b, a), "p1", "p2"))
+    shown = render(ReplayReport("c", 1, 1, b, a, compare(b, a), "p1", "p2"))
+    [table] = shown.renderables  # no threshold table without suggestions
     assert [c.header for c in table.columns][1:3] == ["before (p1)", "after (p2)"]
+
+
+def test_render_adds_the_thresholds_from_feedback():
+    from rich.console import Console
+
+    b = a = score({"a": True}, {"a": True})
+    thresholds = suggest_thresholds(
+        {"insult": [(0.9, True)] * 3 + [(0.6, False)]}, {"insult": [0.95, 0.9, 0.6, 0.1]},
+        current={"insult": 0.5, "spam": 0.7}, days=2.0, target_precision=0.9, min_support=3,
+        attributed={"archive": 4, "replay": 0, "unknown": 0},
+    )
+    shown = render(ReplayReport("c", 4, 4, b, a, compare(b, a), "p1", "p2", thresholds))
+    comparison, table = shown.renderables
+    assert comparison.title.startswith("Replay of c")
+    assert [c.header for c in table.columns][:2] == ["category", "now (p1)"]
+    console = Console(width=240, record=True)
+    console.print(shown)
+    text = console.export_text()
+    insult = next(line for line in text.splitlines() if line.startswith("│ insult"))
+    cells = [cell.strip() for cell in insult.strip("│").split("│")]
+    # now 0.5: precision 3/4, 3 alerts (1.5 a day); suggested 0.9: precise, 2 alerts (1.0 a day)
+    assert cells == ["insult", "0.5", "0.750", "3 (1.5/day)", "0.9", "1.000", "1.000", "3/4", "2 (1.0/day)", ""]
+    assert "too little feedback" not in insult
+    assert "no feedback" in next(line for line in text.splitlines() if line.startswith("│ spam"))
+    assert "precision 0.90" in text and "over 2.0 days" in text
