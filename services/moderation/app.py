@@ -7,7 +7,7 @@ import logging
 from aiokafka import ConsumerRecord
 from faststream.kafka.annotations import KafkaMessage
 from opentelemetry import propagate
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
 from schemas import (
@@ -20,6 +20,7 @@ from schemas import (
 )
 from services.moderation.feedback import FeedbackStore, IncidentArchive
 from services.moderation.model.bundle import ensure_serving_bundle, load_classifier
+from services.moderation.model.registry import ModelRegistry
 from services.moderation.outcome import outcome
 from services.moderation.policy.engine import PolicyEngine
 from services.moderation.policy.load import PolicyStore
@@ -67,12 +68,20 @@ def create_service(settings: ModerationSettings | None = None) -> Service:
     service.on_startup(outputs.start)
     service.on_shutdown(outputs.stop)
 
+    fallbacks = Counter(
+        "steward_model_fallbacks_total",
+        "Texts scored by the default model because the head bundle their policy pins could not be loaded",
+        ["bundle"], registry=service.registry,
+    )
+
     @service.on_startup
     async def load_model() -> None:
         path = settings.model_dir or await asyncio.to_thread(ensure_serving_bundle, settings.model_cache)
-        state["model"] = await asyncio.to_thread(load_classifier, path, scheme=settings.model_scheme,
-                                                threads=settings.model_threads)
-        log.info("model %s %s loaded from %s", state["model"].name, state["model"].version, path)
+        default = await asyncio.to_thread(load_classifier, path, scheme=settings.model_scheme,
+                                          threads=settings.model_threads)
+        state["models"] = ModelRegistry(default, settings.model_cache, threads=settings.model_threads,
+                                        on_fallback=lambda ref: fallbacks.labels(bundle=ref).inc())
+        log.info("model %s %s loaded from %s", default.name, default.version, path)
 
     async def parse(record: ConsumerRecord) -> MemberActivity | None:
         try:
@@ -97,23 +106,24 @@ def create_service(settings: ModerationSettings | None = None) -> Service:
         batch = [(e, r) for e, r in parsed if e.kind in CLASSIFIED_KINDS and e.has_text]
         if not batch:
             return
-        model = state["model"]
         batch_sizes.observe(len(batch))
-        readings, per_text_ms = await asyncio.to_thread(model.classify_timed, [e.text for e, _ in batch])
-        await emit(model, batch, readings, per_text_ms / 1000)
+        pinned = [policies.policy_for(e.community_id).model for e, _ in batch]
+        readings, models, per_text_ms = await asyncio.to_thread(
+            state["models"].classify_timed, [e.text for e, _ in batch], pinned)
+        await emit(batch, readings, models, per_text_ms)
 
-    async def emit(model, batch: list[tuple[MemberActivity, ConsumerRecord]], readings,
-                   per_text_s: float) -> None:
+    async def emit(batch: list[tuple[MemberActivity, ConsumerRecord]], readings, models,
+                   per_text_ms: list[float]) -> None:
         """The batch's verdicts and incidents, archived and acknowledged."""
         records: list[OutgoingRecord] = []
         raised: list[Incident] = []
-        for (event, record), reading in zip(batch, readings, strict=True):
-            model_latency.observe(per_text_s)
+        for (event, record), reading, model, ms in zip(batch, readings, models, per_text_ms, strict=True):
+            model_latency.observe(ms / 1000)
             policy = policies.policy_for(event.community_id)
             verdict, incident = outcome(
                 event, reading, policies.decide(policy, event, reading.scores),
                 policy_version=policy.version, model_name=model.name, model_version=model.version,
-                latency_ms=per_text_s * 1000,
+                latency_ms=ms,
             )
             # Each event keeps its own trace (from its webhook) through the batch: its
             # outputs carry a span whose parent is the record's traceparent.

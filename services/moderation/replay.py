@@ -361,25 +361,38 @@ def replay_command(
     from rich.console import Console
 
     from services.moderation.model.bundle import ensure_serving_bundle, load_classifier
+    from services.moderation.model.registry import ModelRegistry
     from services.runtime.settings import ModerationSettings
 
     settings = ModerationSettings()
     moment = parse_since(since)
 
     async def run() -> ReplayReport:
+        engine = PolicyEngine(PolicyStore(policy or settings.policy_dir))
+        candidate_engine = PolicyEngine(PolicyStore(candidate_policy))
         path = model or settings.model_dir or ensure_serving_bundle(settings.model_cache)
-        classifier = load_classifier(path)
-        candidate = load_classifier(candidate_model) if candidate_model else None
+        # A policy that pins a head bundle is replayed with it, as the service would score it.
+        models = ModelRegistry(load_classifier(path), settings.model_cache)
+        classifier = models.pinned(engine.policy_for(community).model) if model is None else models.default
+        candidate = (load_classifier(candidate_model) if candidate_model
+                     else models.pinned(candidate_engine.policy_for(community).model))
         labels, categories = await _feedback(settings, community)
         return await replay(
             settings.kafka_bootstrap, community_id=community, since=moment, from_offset=from_offset,
-            classifier=classifier, engine=PolicyEngine(PolicyStore(policy or settings.policy_dir)),
-            feedback_labels=labels, candidate_engine=PolicyEngine(PolicyStore(candidate_policy)),
+            classifier=classifier, engine=engine,
+            feedback_labels=labels, candidate_engine=candidate_engine,
             candidate_classifier=candidate, feedback_categories=categories,
             target_precision=target_precision, min_support=min_support,
         )
 
-    Console().print(render(asyncio.run(run())))
+    from services.moderation.model.head_bundle import BundleNotFound
+
+    try:
+        report = asyncio.run(run())
+    except BundleNotFound as error:
+        Console().print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    Console().print(render(report))
 
 
 async def _feedback(settings, community: str) -> tuple[dict[str, bool], dict[str, list[str]]]:

@@ -5,22 +5,25 @@ of the same delivery must change nothing."""
 
 import asyncio
 import json
+import shutil
 import threading
 import time
 from datetime import UTC, datetime
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from pymongo import MongoClient
 
-from schemas import Incident, topics
+from schemas import Incident, ModerationVerdict, topics
 from services.ingest.signatures import sign_slack
 from services.localstack.processes import free_port
 from services.localstack.stack import LocalStack
 from services.moderation.model.bundle import ensure_serving_bundle
+from services.moderation.policy.load import BUILT_IN
 from tests.support import read_all
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -29,6 +32,7 @@ TEAM = "T0E2E"
 MEMBER = "U0HARM"
 THREAT = "Post that again and I will find where you live and hurt you."
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PINNED_TEAM = "T0PINNED"
 
 
 class SlackReceiver(BaseHTTPRequestHandler):
@@ -36,7 +40,7 @@ class SlackReceiver(BaseHTTPRequestHandler):
 
     posts: list[dict] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         type(self).posts.append(json.loads(body))
         self.send_response(200)
@@ -51,7 +55,7 @@ class Mailbox:
     def __init__(self) -> None:
         self.messages = []
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+    async def handle_DATA(self, server, session, envelope):
         self.messages.append(message_from_bytes(envelope.content))
         return "250 OK"
 
@@ -75,13 +79,38 @@ def mailbox():
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, model_cache, slack_server, mailbox):
+def pinned_policies(tmp_path_factory, model_cache) -> tuple[Path, Path]:
+    """A policy folder where PINNED_TEAM pins a head bundle, and a home whose model cache
+    holds that bundle (fitted on the seed set with the real encoder) and the encoder."""
+    from services.moderation.model.encoder import SentenceEncoder, ensure_encoder
+    from services.moderation.model.general import fit_general
+    from services.moderation.model.head_bundle import write_head_bundle
+    from services.moderation.model.seed import seed_examples
+
+    home = tmp_path_factory.mktemp("home")
+    encoder_dir = ensure_encoder(model_cache)
+    shutil.copytree(encoder_dir, home / "models" / encoder_dir.name)
+    examples = list(seed_examples())
+    features = SentenceEncoder.load(model_cache).embed([ex.text for ex in examples])
+    write_head_bundle(home / "models", "pinned", fit_general(features, examples), train_size=len(examples),
+                      data_hash="seed", metrics={}, training={}, community=PINNED_TEAM)
+    policies = tmp_path_factory.mktemp("policies")
+    (policies / f"{PINNED_TEAM}.yaml").write_text(
+        (BUILT_IN.read_text() + "\nmodel: pinned@1\n").replace("version:", "version: pinned-", 1))
+    return policies, home
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, model_cache, slack_server, mailbox, pinned_policies):
     bundle = ensure_serving_bundle(model_cache)
     _, smtp_port = mailbox
+    policies, home = pinned_policies
     stack = LocalStack(tmp_path_factory.mktemp("e2e"), preferred_ports=False)
     try:
         stack.start_infrastructure()
         stack.service_env = {
+            "STEWARD_HOME": str(home),
+            "STEWARD_POLICY_DIR": str(policies),
             "STEWARD_MODEL_DIR": str(bundle),
             "STEWARD_SLACK_WEBHOOK_URL": f"http://127.0.0.1:{slack_server.server_port}/services/T0/B0/x",
             "STEWARD_SMTP_PORT": str(smtp_port),
@@ -93,9 +122,10 @@ def stack(tmp_path_factory, model_cache, slack_server, mailbox):
         stack.stop()
 
 
-def slack_delivery(stack: LocalStack, event_id: str, text: str, ts: str, *, retry: int | None = None):
+def slack_delivery(stack: LocalStack, event_id: str, text: str, ts: str, *, retry: int | None = None,
+                   team: str = TEAM):
     body = json.dumps({
-        "type": "event_callback", "team_id": TEAM, "event_id": event_id, "event_time": int(float(ts)),
+        "type": "event_callback", "team_id": team, "event_id": event_id, "event_time": int(float(ts)),
         "event": {"type": "message", "channel": "C0GENERAL", "user": MEMBER, "text": text, "ts": ts},
     }).encode()
     now = int(time.time())
@@ -248,3 +278,22 @@ def test_moderator_feedback_is_stored_and_exported_as_training_data(stack):
 
     rows = wait_for(lambda: exported(), "the exported feedback", timeout_s=60)
     assert rows[0]["text"] == THREAT and rows[0]["action"] == "resolved" and rows[0]["labels"]
+
+
+def test_a_community_is_scored_by_the_head_bundle_its_policy_pins(stack):
+    """The pinned community's verdicts name its head bundle; everyone else keeps the default."""
+    sent = slack_delivery(stack, "Ev0PIN1", THREAT, f"{time.time():.6f}", team=PINNED_TEAM)
+    assert sent.status_code == 200, sent.text
+
+    def pinned_verdicts():
+        records = asyncio.run(read_all(stack.endpoints.kafka, topics.VERDICTS, expected=10**6, timeout_s=2))
+        verdicts = [ModerationVerdict.model_validate_json(r.value) for r in records]
+        return [v for v in verdicts if v.community_id == PINNED_TEAM], verdicts
+
+    ours, every = wait_for(lambda: (found := pinned_verdicts())[0] and found, "the pinned community's verdict")
+    [verdict] = ours
+    assert (verdict.model_name, verdict.model_version) == ("pinned", "1")
+    assert verdict.policy_version.startswith("pinned-")
+    assert verdict.scores["threat"] > 0.5, verdict.scores
+    others = [v for v in every if v.community_id == TEAM]
+    assert others and all(v.model_name == "steward-default" for v in others)

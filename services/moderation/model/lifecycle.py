@@ -18,6 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from services.moderation.model import community_cli
 from services.moderation.model.datasets import (
     DatasetError,
     load_datasets,
@@ -164,6 +165,10 @@ def export(
     with console.status("exporting to ONNX"):
         export_onnx(bundle, out, quantize=not no_int8)
     console.print(f"exported {bundle} to {out}")
+
+
+app.command()(community_cli.general)
+app.command()(community_cli.adapt)
 
 
 if __name__ == "__main__":

@@ -91,6 +91,13 @@ class BundleCard(BaseModel):
     transformers_version: str
     # the labeled files a custom bundle was trained on (None for the default seed bundle)
     data_files: list[str] | None = None
+    # "finetuned": a whole model folder (this module); "head": a linear head on the shared
+    # frozen encoder (head_bundle.py), which names its encoder recipe and, when it was
+    # adapted to one community, its base bundle ("name@version") and that community.
+    kind: str = "finetuned"
+    encoder: str | None = None
+    base: str | None = None
+    community: str | None = None
 
 
 def base_model_path() -> Path:

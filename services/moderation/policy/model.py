@@ -112,6 +112,11 @@ class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: str = Field(min_length=1)
+    model: str | None = Field(
+        default=None, pattern=r"^[a-z0-9][a-z0-9._-]{0,63}@[1-9][0-9]*$",
+        description="The head bundle that scores this community, pinned as name@version "
+        "(e.g. an adapted one: acme@3); the service's default model when absent.",
+    )
     categories: dict[str, CategoryRule]
     channels: dict[str, dict[str, CategoryRule]] = Field(
         default_factory=dict, description="Per-channel overrides of category rules."
