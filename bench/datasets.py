@@ -8,8 +8,8 @@ absent (tests skip, benchmarks say so).
 import csv
 import random
 
-from bench import public_sets
-from bench.public_sets import DATASETS
+from services.moderation.model import public_sets
+from services.moderation.model.public_sets import DATASETS
 
 SAMPLE = 400
 SEED = 0

@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python -m bench.public_bundle`` (needs ../shared/datasets; about 15
 minutes on 2 cores). In one run it:
 
-1. splits every public set of :mod:`bench.public_sets` into train and held-out rows;
+1. splits every public set of :mod:`services.moderation.model.public_sets` into train and held-out rows;
 2. trains ``steward-public`` (the default recipe: top two encoder layers and the head) on
    the seed set plus at most ``BENCH_PER_SET`` training rows of each public set;
 3. exports it to ONNX (fp32 and int8);
@@ -24,7 +24,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import public_sets
+from services.moderation.model import public_sets
 from bench.cards import stamp_card
 from services.moderation.model import ensure_serving_bundle, load_classifier
 from services.moderation.model.bundle import export_recipe, read_card

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bench import public_sets
+from services.moderation.model import public_sets
 from schemas.moderation import CATEGORIES
 
 pytestmark = pytest.mark.skipif(
