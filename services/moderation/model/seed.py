@@ -1,7 +1,11 @@
 """The labeled seed set the default model is trained on.
 
-Three sources, all written for this project:
+Sources, all written for this project:
 - ``seed_messages.txt``: hand-written community messages under label headers;
+- ``seed_spam.txt``: hand-written spam as communities see it (self-promotion, crypto and
+  giveaway scams, phishing links, mass mentions) and its benign look-alikes (links,
+  @mentions, crypto talk, official giveaways, talk about scams); its headers also name the
+  ``kind`` of each line (``SPAM_KINDS``, ``BENIGN_LOOKALIKE_KINDS``);
 - templates below: combinatorial phrasings so that the head sees the same intent in many
   surface forms (and group names, violent verbs or links in benign contexts too, so it
   cannot get away with keyword spotting);
@@ -11,6 +15,10 @@ Three sources, all written for this project:
 Every example carries a ``group``: a noised copy shares its source's group, so a held-out
 split by group never tests the model on a near-duplicate of something it trained on.
 Everything is deterministic (a fixed ``random.Random``), so the data hash is stable.
+
+``spam_heldout.jsonl`` is a separate hand-written set of spam and look-alike benign
+messages, worded apart from the seed lines; it is never part of ``seed_examples()`` and
+only measures (``bench/spam.py``), see :func:`spam_heldout`.
 """
 
 from __future__ import annotations
@@ -19,14 +27,23 @@ import hashlib
 import json
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
 from schemas.moderation import CATEGORIES, Sentiment
 
 SEED_FILE = Path(__file__).with_name("seed_messages.txt")
-_HEADER = re.compile(r"^\[labels:\s*(?P<labels>[^|]*)\|\s*sentiment:\s*(?P<sentiment>\w+)\s*\]$")
+SPAM_SEED_FILE = Path(__file__).with_name("seed_spam.txt")
+SPAM_HELDOUT_FILE = Path(__file__).with_name("spam_heldout.jsonl")
+_HEADER = re.compile(r"^\[labels:\s*(?P<labels>[^|]*)\|\s*sentiment:\s*(?P<sentiment>\w+)\s*"
+                     r"(?:\|\s*kind:\s*(?P<kind>\w+)\s*)?\]$")
+
+# The spam communities see, and the benign messages that share its surface (a link, an
+# @mention, a coin name, the word "giveaway") without being spam.
+SPAM_KINDS = ("self_promo", "crypto_giveaway", "phishing", "mass_mention")
+BENIGN_LOOKALIKE_KINDS = ("benign_link", "benign_mention", "benign_crypto",
+                          "benign_announcement", "benign_scam_talk", "benign_share")
 
 
 @dataclass(frozen=True)
@@ -36,6 +53,7 @@ class SeedExample:
     sentiment: Sentiment
     group: str
     handwritten: bool
+    kind: str | None = None  # a SPAM_KINDS / BENIGN_LOOKALIKE_KINDS name, where known
 
 
 def _parse_labels(raw: str) -> frozenset[str]:
@@ -46,20 +64,31 @@ def _parse_labels(raw: str) -> frozenset[str]:
     return frozenset(names)
 
 
-def _read_handwritten(path: Path = SEED_FILE) -> list[SeedExample]:
+def _check_kind(kind: str | None, labels: frozenset[str], where: str) -> None:
+    if kind is None:
+        return
+    allowed = SPAM_KINDS if "spam" in labels else BENIGN_LOOKALIKE_KINDS if not labels else ()
+    if kind not in allowed:
+        raise ValueError(f"{where}: kind {kind!r} does not fit labels {sorted(labels)}")
+
+
+def _read_handwritten(path: Path = SEED_FILE, prefix: str = "hw") -> list[SeedExample]:
     out: list[SeedExample] = []
     labels: frozenset[str] | None = None
     sentiment: Sentiment | None = None
+    kind: str | None = None
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         if m := _HEADER.match(line):
             labels, sentiment = _parse_labels(m["labels"]), Sentiment(m["sentiment"])
+            kind = m["kind"]
+            _check_kind(kind, labels, f"{path}:{lineno}")
             continue
         if labels is None or sentiment is None:
             raise ValueError(f"{path}:{lineno}: message before the first header")
-        out.append(SeedExample(line, labels, sentiment, f"hw:{lineno}", True))
+        out.append(SeedExample(line, labels, sentiment, f"{prefix}:{lineno}", True, kind))
     return out
 
 
@@ -270,6 +299,99 @@ def _templated(rng: random.Random) -> list[SeedExample]:
     return out
 
 
+# Mention floods are spam by their count of @handles, whatever the words after them; one
+# to three mentions with a reason are ordinary chat. Both sides get generated lines so the
+# head learns the count, not the "@" (the noise below also prefixes single mentions). The
+# floods are few on purpose: the policy's mention_spam rule counts mentions exactly, so the
+# head needs the idea, not many copies of it (every spam row also widens what it flags).
+_HANDLES = ["@alex", "@jordan_k", "@sam", "@priya", "@devguy99", "@lena", "@mike", "@tom",
+            "@nina", "@raj", "@ben", "@ana", "@kate", "@omar", "@li_wei", "@marco", "@sofia",
+            "@jules", "@dan", "@yuki", "@felix", "@amara", "@everyone", "@here"]
+_FLOOD_TAILS = ["", "", "look at this", "check my bio", "join my server", "read this now",
+                "reply", "hi", "sub to my channel", "answer me", "new video out", "dm me",
+                "free giveaway in my profile", "?????", "come to my stream", "follow me",
+                "wake up", "🔥🔥🔥", "click the link in my bio", "vote for me"]
+_FEW_MENTION_FORMS = [
+    ("{m} could you show me how to {t}?", Sentiment.neutral),
+    ("{m} I figured out how to {t}, notes in the wiki", Sentiment.neutral),
+    ("thanks {m}, your guide on how to {t} was great", Sentiment.positive),
+    ("{m} do you know how to {t}?", Sentiment.neutral),
+    ("{m} I'll pair with you later to {t}", Sentiment.neutral),
+    ("{m} the ticket about how to {t} is yours", Sentiment.neutral),
+]
+
+
+def _mention_templates(rng: random.Random) -> list[SeedExample]:
+    out: list[SeedExample] = []
+    floods: set[str] = set()
+    while len(floods) < 20:
+        handles = rng.sample(_HANDLES, rng.randint(6, 14))
+        floods.add(f"{' '.join(handles)} {rng.choice(_FLOOD_TAILS)}".strip())
+    out += [SeedExample(text, frozenset({"spam"}), Sentiment.neutral, f"tpl:flood:{i}", False,
+                        "mass_mention") for i, text in enumerate(sorted(floods))]
+    people = [h for h in _HANDLES if h not in ("@everyone", "@here")]
+    few: dict[str, Sentiment] = {}
+    while len(few) < 40:
+        names = rng.sample(people, rng.choice([1, 1, 2, 2, 3]))
+        joined = rng.choice([" ", ", ", " and "]).join(names)
+        form, sentiment = rng.choice(_FEW_MENTION_FORMS)
+        few[form.format(m=joined, t=rng.choice(_TASKS))] = sentiment
+    out += [SeedExample(text, frozenset(), few[text], f"tpl:mentions:{i}", False,
+                        "benign_mention") for i, text in enumerate(sorted(few))]
+    return out
+
+
+# Enthusiasm, links, hashtags, prices and "buy" are no spam signal by themselves: people
+# share what they read, watch and buy, and talk about money with friends, all the time.
+_SHARE_THINGS = ["the new album", "this article", "the season finale", "her keynote",
+                 "this recipe", "the trailer", "this podcast episode", "his photo series",
+                 "the documentary", "this interview", "the new exhibit",
+                 "the city's new bike map", "this thread", "their cover of the song",
+                 "the patch write-up"]
+_SHARE_FORMS = [
+    ("{thing} is out and it's {adj}", Sentiment.positive),
+    ("just finished {thing}, {adj}{end}", Sentiment.positive),
+    ("has anyone seen {thing}? I thought it was {adj}", Sentiment.positive),
+    ("{thing} was {adj}, the part about the ending stuck with me", Sentiment.positive),
+    ("not sure what to make of {thing}, anyone else seen it?", Sentiment.neutral),
+    ("{thing} comes out friday", Sentiment.neutral),
+    ("found {thing} through a friend, {adj}", Sentiment.positive),
+]
+_SHARE_ADJS = ["so good", "amazing", "really well done", "beautiful", "wild", "worth it",
+               "better than I expected", "incredible"]
+_SHARE_ENDS = ["", " 😍", "!!", ", highly recommend", ", 10/10"]
+_SHARE_EXTRAS = ["", "", "", " #weekend", " #music", " #bookclub", " #foodie", " #travel",
+                 " #photography", " #localnews", " https://example.org/posts/4512",
+                 " https://en.wikipedia.org/wiki/Typography",
+                 " https://www.youtube.com/watch?v=a81Kx2"]
+_MONEY_FORMS = [
+    "I owe you ${n} for {item}, sending it tonight", "can you pay me back the ${n} for {item}?",
+    "got {item} for ${n}, not bad", "{item} cost ${n}, kind of pricey tbh",
+    "let's split the ${n} for {item}", "do you want me to buy {item} on the way? it's ${n}",
+    "I spent ${n} on {item} this month, need to cut back", "mum sent me ${n} for {item} lol",
+]
+_MONEY_ITEMS = ["the pizza", "the concert tickets", "the cab", "groceries", "the gift for mom",
+                "the hotel", "the new tires", "the boardgame", "lunch", "the train tickets"]
+
+
+def _share_templates(rng: random.Random) -> list[SeedExample]:
+    shares: dict[str, Sentiment] = {}
+    for thing in _SHARE_THINGS:
+        for form, sentiment in _SHARE_FORMS:
+            text = form.format(thing=thing, adj=rng.choice(_SHARE_ADJS),
+                               end=rng.choice(_SHARE_ENDS))
+            shares[(text.strip() + rng.choice(_SHARE_EXTRAS)).strip()] = sentiment
+    money = {f.format(n=rng.choice([5, 12, 20, 35, 50, 80, 120]), item=i): Sentiment.neutral
+             for f in _MONEY_FORMS for i in _MONEY_ITEMS}
+    out = []
+    for name, texts, k in (("share", shares, 90), ("money", money, 40)):
+        for i, text in enumerate(rng.sample(sorted(texts), k)):
+            shown = text[0].upper() + text[1:] if rng.random() < 0.3 else text
+            out.append(SeedExample(shown, frozenset(), texts[text], f"tpl:{name}:{i}", False,
+                                   "benign_share"))
+    return out
+
+
 # --- noise ----------------------------------------------------------------------------
 _EMOJI = ["😂", "🙄", "😡", "🙂", "👍", "💀", "🔥", "!!", "..."]
 
@@ -307,7 +429,7 @@ def _with_noise(rng: random.Random, examples: list[SeedExample]) -> list[SeedExa
         if rng.random() < p:
             variant = _noisy(rng, ex.text)
             if variant != ex.text:
-                out.append(SeedExample(variant, ex.labels, ex.sentiment, ex.group, ex.handwritten))
+                out.append(replace(ex, text=variant))
     return out
 
 
@@ -317,6 +439,11 @@ def seed_examples() -> tuple[SeedExample, ...]:
     rng = random.Random(20240611)
     handwritten = _read_handwritten()
     examples = handwritten + _templated(rng) + _with_noise(rng, handwritten)
+    # the spam file has its own RNG and comes last, so the examples above stay as they were
+    spam_rng = random.Random(20250308)
+    spam = _read_handwritten(SPAM_SEED_FILE, prefix="spam")
+    examples += spam + _mention_templates(spam_rng) + _with_noise(spam_rng, spam)
+    examples += _share_templates(random.Random(20250309))
     seen: set[str] = set()
     unique = []
     for ex in examples:
@@ -332,6 +459,24 @@ def seed_hash() -> str:
     for ex in seed_examples():
         h.update(json.dumps([ex.text, sorted(ex.labels), ex.sentiment.value]).encode())
     return h.hexdigest()[:10]
+
+
+def spam_heldout(path: Path = SPAM_HELDOUT_FILE) -> list[SeedExample]:
+    """The project's held-out spam set: never trained on, only measured.
+
+    One JSON object a line: ``text``, ``labels`` (a list of categories, empty when
+    benign), ``sentiment`` and ``kind`` (a ``SPAM_KINDS`` or ``BENIGN_LOOKALIKE_KINDS`` name).
+    """
+    out = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        labels = _parse_labels(",".join(row["labels"]))
+        _check_kind(row["kind"], labels, f"{path}:{lineno}")
+        out.append(SeedExample(row["text"].strip(), labels, Sentiment(row["sentiment"]),
+                               f"spam-heldout:{lineno}", True, row["kind"]))
+    return out
 
 
 def split(examples: tuple[SeedExample, ...], holdout: float, seed: int
