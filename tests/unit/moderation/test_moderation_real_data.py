@@ -35,8 +35,9 @@ def _flag_rate(classifier, texts: list[str], category: str | None = None) -> flo
     return flagged / len(texts)
 
 
-# Measured on bundle 1.918b339983 (400-text samples): sms ham 0.13, OLID NOT 0.14,
-# sms spam caught as spam 0.60. The original bundle (1.9f83ab9a87) had 0.21 / 0.08 / 0.52.
+# Measured on bundle 1.808680b9f7 (400-text samples, spam threshold 0.9): sms ham 0.13,
+# OLID NOT 0.16, sms spam caught as spam 0.70. Bundle 1.918b339983 (spam at 0.7) had
+# 0.13 / 0.14 / 0.60; the original bundle (1.9f83ab9a87) 0.21 / 0.08 / 0.52.
 def test_benign_sms_ham_is_rarely_flagged(classifier):
     rate = _flag_rate(classifier, _need(datasets.sms("ham")))
     assert rate <= 0.18, rate
