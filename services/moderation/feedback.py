@@ -163,6 +163,17 @@ async def export_training_rows(db: AsyncDatabase, community_id: str) -> list[dic
     return rows
 
 
+async def read_training_rows(settings, community_id: str) -> list[dict]:
+    """:func:`export_training_rows` with its own client, for the command line."""
+    from services.runtime.mongo import database, make_mongo
+
+    client = make_mongo(settings)
+    try:
+        return await export_training_rows(database(client, settings), community_id)
+    finally:
+        await client.close()
+
+
 def write_jsonl(rows: Iterable[dict], path: Path) -> int:
     """Write one JSON object per line; returns how many."""
     path = Path(path)

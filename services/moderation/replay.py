@@ -416,18 +416,8 @@ def feedback_export_command(
     """Write moderator-labelled incidents as training rows (JSONL)."""
     from rich.console import Console
 
-    from services.moderation.feedback import export_training_rows, write_jsonl
-    from services.runtime.mongo import database, make_mongo
+    from services.moderation.feedback import read_training_rows, write_jsonl
     from services.runtime.settings import ModerationSettings
 
-    settings = ModerationSettings()
-
-    async def run() -> list[dict]:
-        client = make_mongo(settings)
-        try:
-            return await export_training_rows(database(client, settings), community)
-        finally:
-            await client.close()
-
-    count = write_jsonl(asyncio.run(run()), out)
+    count = write_jsonl(asyncio.run(read_training_rows(ModerationSettings(), community)), out)
     Console().print(f"{count} rows written to {out}")

@@ -279,6 +279,17 @@ def test_moderator_feedback_is_stored_and_exported_as_training_data(stack):
     rows = wait_for(lambda: exported(), "the exported feedback", timeout_s=60)
     assert rows[0]["text"] == THREAT and rows[0]["action"] == "resolved" and rows[0]["labels"]
 
+    # The same feedback feeds `steward model adapt`; one decision is too few to adapt on,
+    # and the command says so rather than writing a bundle.
+    import subprocess
+    import sys
+
+    adapt = subprocess.run([sys.executable, "-m", "services.cli", "model", "adapt", "--community", TEAM,
+                            "--from-feedback", "--cache", str(stack.folder / "models")],
+                           env=env, capture_output=True, text=True)
+    assert adapt.returncode == 2, adapt.stdout + adapt.stderr
+    assert "1 examples" in adapt.stdout and "at least 5 harmful" in adapt.stdout
+
 
 def test_a_community_is_scored_by_the_head_bundle_its_policy_pins(stack):
     """The pinned community's verdicts name its head bundle; everyone else keeps the default."""

@@ -45,22 +45,14 @@ def general(
 
 
 def _feedback_examples(community: str) -> list[SeedExample]:
-    from services.moderation.feedback import export_training_rows
-    from services.runtime.mongo import database, make_mongo
+    """The community's moderator-labelled incidents; a false positive is harmless."""
+    from services.moderation.feedback import read_training_rows
     from services.runtime.settings import ModerationSettings
 
-    settings = ModerationSettings()
-
-    async def read() -> list[dict]:
-        client = make_mongo(settings)
-        try:
-            return await export_training_rows(database(client, settings), community)
-        finally:
-            await client.close()
-
+    rows = asyncio.run(read_training_rows(ModerationSettings(), community))
     return [SeedExample(text=row["text"], labels=frozenset(row["labels"]), sentiment=Sentiment.neutral,
                         group=f"feedback:{row['incident_id']}", handwritten=True)
-            for row in asyncio.run(read())]
+            for row in rows]
 
 
 def _report_table(report: dict) -> Table:
