@@ -33,23 +33,19 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.cards import stamp_card
 from services.moderation.model import public_sets
 from services.moderation.model.adapt import adapt_head, false_positives_at_recall
 from services.moderation.model.encoder import ENCODER_RECIPE, SentenceEncoder
 from services.moderation.model.general import (
-    GENERAL_NAME,
     HEAD_C,
-    SENTIMENT_SOURCES,
     fit_general,
+    general_examples,
     general_weights,
-    source_of,
+    write_general_head,
 )
-from services.moderation.model.head_bundle import write_head_bundle
 from services.moderation.model.heads import fit_head
 from services.moderation.model.labels import N_CATEGORIES, SENTIMENTS
 from services.moderation.model.seed import SeedExample, seed_examples
-from services.moderation.model.train import examples_hash
 
 RESULTS = Path(__file__).with_name("results") / "generalization.json"
 MODELS = Path(".steward/models")
@@ -203,9 +199,7 @@ def adaptation(sets: dict[str, public_sets.PublicSet], heads: dict, embed: Embed
 
 def in_domain(sets: dict[str, public_sets.PublicSet], embed: Embeddings):
     """The general head on every training split, scored on the held-out splits."""
-    train = list(seed_examples())
-    for s in sets.values():
-        train += public_sets.cap(s.train, PER_SET)
+    train = general_examples(per_set=PER_SET)
     head = fit_general(embed([r.text for r in train]), train)
     figures = {}
     for name in TOXICITY_SETS:
@@ -280,14 +274,8 @@ def main() -> None:
         "in_domain": domain,
         "seconds": round(time.perf_counter() - started),
     }
-    sentiment_rows = sum(source_of(ex) in SENTIMENT_SOURCES for ex in train)
-    folder, card = write_head_bundle(
-        MODELS, GENERAL_NAME, general, train_size=len(train), data_hash=examples_hash(train),
-        metrics={}, training={"recipe": "source-balanced logistic regression per category", "c": HEAD_C,
-                              "per_set": PER_SET, "sentiment_rows": sentiment_rows},
-        data_files=[f"../shared/datasets ({', '.join(public_sets.READERS)})"],
-    )
-    stamp_card(folder, "generalization", {"summary": summary, "results": str(RESULTS)})
+    _, card = write_general_head(MODELS, general, train, per_set=PER_SET, metrics={
+        "generalization": {"summary": summary, "results": str(RESULTS)}})
     results["bundle"] = f"{card.name}@{card.version}"
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")

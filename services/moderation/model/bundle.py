@@ -64,7 +64,7 @@ def _build_lock(cache: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _build_once(cache: Path, target: Path, complete: Callable[[Path], bool],
+def build_once(cache: Path, target: Path, complete: Callable[[Path], bool],
                 build: Callable[[Path], object]) -> Path:
     """Build into a hidden temp folder and rename it into place, under a lock, unless a
     complete ``target`` is there already (perhaps built by another process meanwhile)."""
@@ -92,7 +92,7 @@ def ensure_default_bundle(cache: Path, progress: Progress | None = None) -> Path
     """Return the cached default bundle, building it first if it is missing or incomplete."""
     cache = Path(cache)
     version = bundle_version()
-    return _build_once(cache, default_bundle_dir(cache), lambda path: is_complete(path, version),
+    return build_once(cache, default_bundle_dir(cache), lambda path: is_complete(path, version),
                        lambda tmp: build_bundle(tmp, progress=progress))
 
 
@@ -113,7 +113,7 @@ def ensure_serving_bundle(cache: Path, progress: Progress | None = None) -> Path
     source = ensure_default_bundle(cache, progress)
     target = source.with_name(source.name + "-onnx")
     version = bundle_version()
-    return _build_once(
+    return build_once(
         cache, target,
         lambda path: is_complete(path, version, ONNX_REQUIRED) and export_recipe(path) == RECIPE,
         lambda tmp: export_onnx(source, tmp, quantize=True),

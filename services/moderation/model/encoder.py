@@ -86,10 +86,10 @@ def _complete(path: Path) -> bool:
 
 
 def ensure_encoder(cache: Path) -> Path:
-    from services.moderation.model.bundle import _build_once
+    from services.moderation.model.bundle import build_once
 
     target = encoder_dir(cache)
-    return _build_once(Path(cache), target, _complete, _export)
+    return build_once(Path(cache), target, _complete, _export)
 
 
 class SentenceEncoder:

@@ -32,7 +32,10 @@ Embed = Callable[[list[str]], np.ndarray]
 
 
 def source_of(example: SeedExample) -> str:
-    return example.group.split(":")[0] if ":" in example.group else "seed"
+    """The public set a row came from, or "seed" for every row of the project's seed set
+    (whose groups name their part of it: hand-written, templated, spam)."""
+    prefix = example.group.split(":")[0]
+    return prefix if prefix in public_sets.SOURCES else "seed"
 
 
 def general_examples(sets: Sequence[str] | None = None, per_set: int = PER_SET) -> list[SeedExample]:
@@ -58,24 +61,31 @@ def fit_general(features: np.ndarray, examples: Sequence[SeedExample], c: float 
                     weights_for=general_weights, categories=categories)
 
 
+def write_general_head(cache: Path, head: LinearHead, examples: Sequence[SeedExample], *,
+                       per_set: int, seconds: float = 0.0, metrics: dict | None = None):
+    """Write ``head`` as the next version of ``steward-general``; returns (folder, card)."""
+    from services.moderation.model.head_bundle import write_head_bundle
+
+    sources = sorted({source_of(ex) for ex in examples})
+    public = [s for s in sources if s != "seed"]
+    return write_head_bundle(
+        cache, GENERAL_NAME, head, train_size=len(examples), data_hash=examples_hash(examples),
+        metrics=metrics or {}, training={"recipe": "source-balanced logistic regression per category",
+                                         "c": HEAD_C, "per_set": per_set, "sources": sources,
+                                         "seconds": round(seconds, 1)},
+        data_files=[f"{public_sets.DATASETS} ({', '.join(public)})"] if public else None,
+    )
+
+
 def build_general_head(cache: Path, embed: Embed, *, per_set: int = PER_SET,
                        progress: Callable[[str], None] | None = None):
     """Fit and write the next version of ``steward-general``; returns (folder, card)."""
-    from services.moderation.model.head_bundle import write_head_bundle
-
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
     examples = general_examples(per_set=per_set)
-    sources = sorted({source_of(ex) for ex in examples})
-    say(f"encoding {len(examples)} examples from {', '.join(sources)}")
+    say(f"encoding {len(examples)} examples from {', '.join(sorted({source_of(ex) for ex in examples}))}")
     features = embed([ex.text for ex in examples])
     say("fitting the head")
     head = fit_general(features, examples)
-    return write_head_bundle(
-        cache, GENERAL_NAME, head, train_size=len(examples), data_hash=examples_hash(examples),
-        metrics={}, training={"recipe": "source-balanced logistic regression per category",
-                              "c": HEAD_C, "per_set": per_set, "sources": sources,
-                              "seconds": round(time.perf_counter() - started, 1)},
-        data_files=[f"{public_sets.DATASETS} ({', '.join(s for s in sources if s != 'seed')})"]
-        if len(sources) > 1 else None,
-    )
+    return write_general_head(cache, head, examples, per_set=per_set,
+                              seconds=time.perf_counter() - started)

@@ -29,11 +29,12 @@ from services.moderation.model.train import (
     CARD_FILE,
     BundleCard,
 )
+from services.moderation.policy.model import BUNDLE_NAME, BUNDLE_REF
 
 HEADS = "heads"
 HEAD_FILE = "head.npz"
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-REF = re.compile(r"^(?P<name>[a-z0-9][a-z0-9._-]{0,63})@(?P<version>[1-9][0-9]*)$")
+NAME = re.compile(rf"^{BUNDLE_NAME}$")
+REF = re.compile(BUNDLE_REF)  # one definition with the policy's ``model:`` field
 
 
 class BundleNotFound(LookupError):

@@ -40,6 +40,11 @@ class PublicSet:
     heldout: list[SeedExample]
 
 
+# The group prefix of each set's rows ("davidson:17"): how a mixed training set tells
+# which public set a row came from.
+SOURCES = frozenset({"davidson", "olid", "civil", "ethos", "toxigen", "wikipedia", "sms", "tweeteval"})
+
+
 def _row(name: str, index: int, text: str, labels: frozenset[str],
          sentiment: Sentiment = Sentiment.neutral) -> SeedExample:
     return SeedExample(text=text.strip(), labels=labels, sentiment=sentiment,

@@ -108,12 +108,17 @@ class Raid(BaseModel):
     shadow: bool = False
 
 
+# A head bundle, pinned: "name@version" (services/moderation/model/head_bundle.py writes them).
+BUNDLE_NAME = r"[a-z0-9][a-z0-9._-]{0,63}"
+BUNDLE_REF = rf"^(?P<name>{BUNDLE_NAME})@(?P<version>[1-9][0-9]*)$"
+
+
 class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: str = Field(min_length=1)
     model: str | None = Field(
-        default=None, pattern=r"^[a-z0-9][a-z0-9._-]{0,63}@[1-9][0-9]*$",
+        default=None, pattern=BUNDLE_REF,
         description="The head bundle that scores this community, pinned as name@version "
         "(e.g. an adapted one: acme@3); the service's default model when absent.",
     )

@@ -61,6 +61,17 @@ def test_source_weights_give_every_source_the_same_total_and_balance_its_classes
     assert w[:90].sum() == pytest.approx(w[90:100].sum())  # the big source's classes: half each
 
 
+def test_every_part_of_the_seed_set_is_one_source_for_weighting():
+    from services.moderation.model.general import SENTIMENT_SOURCES, source_of
+    from services.moderation.model.seed import seed_examples
+
+    seed = seed_examples()
+    assert len({ex.group.split(":")[0] for ex in seed}) > 1  # hand-written, templated, spam ...
+    assert {source_of(ex) for ex in seed} == {"seed"}
+    assert "seed" in SENTIMENT_SOURCES  # its sentiment labels are real
+    assert source_of(example(True, "davidson")) == "davidson"
+
+
 def test_fit_head_learns_present_categories_and_leaves_absent_ones_at_no_evidence():
     rng = np.random.default_rng(0)
     x, rows, y = harm_along(0, 400, rng)

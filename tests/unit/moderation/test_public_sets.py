@@ -26,6 +26,9 @@ def test_each_set_splits_into_disjoint_labeled_rows(name):
             positives = sum(labeled.focus in row.labels for row in side)
             assert 0 < positives < len(side)
     assert public_sets.load(name).heldout == labeled.heldout  # the split is stable
+    from services.moderation.model.general import source_of
+
+    assert {source_of(row) for row in rows} == {row.group.split(":")[0] for row in rows} <= public_sets.SOURCES
 
 
 def test_label_mapping_follows_each_sets_documentation():
