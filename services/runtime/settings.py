@@ -4,8 +4,9 @@ Every field is documented in README.md under "Configuration"; keep the two in st
 """
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -103,6 +104,36 @@ class MetricsSettings(RuntimeSettings):
     api_keys: list[SecretStr] = Field(
         default_factory=list, description="Keys accepted by the read API; open when empty."
     )
+    timezones: dict[str, str] = Field(
+        default_factory=dict,
+        description='Community time zones, e.g. {"acme": "Europe/Paris"}; UTC for the rest. '
+        "Changing one needs a backfill of that community.",
+    )
+    batch_max: int = Field(default=5000, ge=1, description="Most records folded in one transaction.")
+    batch_wait_ms: int = Field(default=200, ge=0, description="Longest wait for a batch to fill.")
+    dedupe_window_hours: float = Field(
+        default=48, gt=0, description="How far back a re-published event id is recognised."
+    )
+    facts_ttl_days: int = Field(
+        default=90, ge=8, description="Raw facts kept this long; counters and sealed KPIs for good."
+    )
+    member_cache: int = Field(default=100_000, ge=0, description="Member states cached per partition.")
+    gauge_communities: int = Field(
+        default=50, ge=0, description="Most communities exported as Prometheus gauges (label cardinality)."
+    )
+
+    @field_validator("timezones")
+    @classmethod
+    def _known_zones(cls, zones: dict[str, str]) -> dict[str, str]:
+        for community, name in zones.items():
+            try:
+                ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError) as error:
+                raise ValueError(f"community {community!r}: unknown time zone {name!r}") from error
+        return zones
+
+    def timezone_of(self, community_id: str) -> str:
+        return self.timezones.get(community_id, "UTC")
 
 
 class NotifierSettings(RuntimeSettings):

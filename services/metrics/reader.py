@@ -1,0 +1,168 @@
+"""Reading KPIs: counters summed, running totals carried, joined KPIs computed from facts.
+
+Most numbers are sums of the counters the fold wrote. The ones that join events (response
+times, exposure, power users) are computed from the packed facts, and sealed for good just
+before those facts expire, so long ranges keep them after the TTL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
+
+from services.metrics.kpis.calendar import Day, day_end_utc, iso, iso_week, week_of
+from services.metrics.kpis.members import MAU_DAYS
+from services.metrics.kpis.response import WINDOW_S, response_days
+from services.metrics.kpis.safety import EXPOSURE_WEEKS, exposure_retention, safety_days
+from services.metrics.kpis.segments import power_users
+from services.metrics.kpis.stats import share
+from services.metrics.store import MetricsStore, generation_key
+
+COUNTED = ("dau", "wau", "mau", "messages", "replies", "reactions", "joins", "leaves", "edits",
+           "deletes", "rsvps", "attended", "classified", "flagged", "positive", "negative", "neutral")
+CHANNEL_COUNTED = ("messages", "replies", "reactions", "joins", "leaves", "classified", "flagged")
+SEAL_MARGIN = timedelta(days=7)  # seal this long before the facts expire
+
+
+class KpiReader:
+    def __init__(self, store: MetricsStore, timezone_of: Callable[[str], str],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.timezone_of = timezone_of
+        self.clock = clock
+
+    async def generation(self, community_id: str) -> str:
+        current = (await self.store.generations([community_id]))[community_id].current
+        return generation_key(community_id, current)
+
+    def _sealable(self, last_instant: float) -> bool:
+        return last_instant < self.clock() - (self.store.facts_ttl - SEAL_MARGIN).total_seconds()
+
+    async def days(self, community_id: str, first: Day, last: Day) -> list[dict]:
+        """Every daily KPI of SPEC, one row per day, zeros (or None for ratios) where nothing happened."""
+        g = await self.generation(community_id)
+        tz = self.timezone_of(community_id)
+        rows = await self.store.counter_rows(g, "day", first, last)
+        carried = await self.store.running_totals(g, first, ("total_delta", "left_delta"))
+        responses = await self.responses(g, tz, first, last)
+        start, end = day_end_utc(first - 1, tz).timestamp(), day_end_utc(last, tz).timestamp()
+        safety = safety_days(await self.store.incident_records(g, start, end), tz)
+        total, left = carried["total_delta"], carried["left_delta"]
+        out = []
+        for day in range(first, last + 1):
+            n = rows.get((day, None), Counter())
+            total += n["total_delta"]
+            left += n["left_delta"]
+            row = {"day": iso(day), **{name: n[name] for name in COUNTED}}
+            row.update(
+                stickiness=share(n["dau"], n["mau"]), new_members=n["new"], total_members=total,
+                left_members=left, engagement_rate=share(n["engaged"], total),
+                flagged_share=share(n["flagged"], n["classified"]),
+                sentiment=share(n["positive"], n["positive"] + n["negative"]),
+            )
+            row.update(responses[day])
+            row.update(safety[day].as_dict(n["dau"]) if day in safety else _no_incidents(n["dau"]))
+            out.append(row)
+        return out
+
+    async def responses(self, g: str, tz: str, first: Day, last: Day) -> dict[Day, dict]:
+        sealed = await self.store.sealed_values(g, "response", first, last)
+        missing = [day for day in range(first, last + 1) if day not in sealed]
+        if missing:
+            lo, hi = min(missing), max(missing)
+            facts = await self.store.activity_facts(g, lo - 1, hi + WINDOW_S // 86_400 + 2)
+            computed = response_days(facts, lo, hi, tz=tz, now=self.clock())
+            fresh = {day: computed[day].as_dict() for day in missing}
+            await self.store.seal(g, "response", {
+                day: value for day, value in fresh.items()
+                if self._sealable(day_end_utc(day, tz).timestamp() + WINDOW_S)})
+            sealed.update(fresh)
+        return sealed
+
+    async def channels(self, community_id: str, first: Day, last: Day) -> list[dict]:
+        g = await self.generation(community_id)
+        totals: dict[str, Counter] = {}
+        for (_, channel), n in (await self.store.counter_rows(g, "channel", first, last)).items():
+            totals.setdefault(channel, Counter()).update(n)
+        rows = [{"channel_id": channel, **{name: n[name] for name in CHANNEL_COUNTED}}
+                for channel, n in totals.items()]
+        return sorted(rows, key=lambda r: (-r["messages"], r["channel_id"]))
+
+    async def retention(self, community_id: str, first_week: Day, last_week: Day) -> list[dict]:
+        g = await self.generation(community_id)
+        tz = self.timezone_of(community_id)
+        cohorts = await self.store.counter_rows(g, "cohort", first_week, last_week)
+        now = self.clock()
+        out = []
+        for monday in range(week_of(first_week), last_week + 1, 7):
+            n = cohorts.get((monday, None), Counter())
+            if not n["size"]:
+                continue
+            weeks = []
+            k = 0
+            while day_end_utc(monday + 7 * k - 1, tz).timestamp() <= now:  # week W+k has begun
+                weeks.append(share(n[f"k{k}"], n["size"]))
+                k += 1
+            out.append({"cohort": iso_week(monday), "monday": iso(monday), "size": n["size"], "weeks": weeks})
+        return out
+
+    async def segments(self, community_id: str, day: Day) -> dict:
+        g = await self.generation(community_id)
+        rows = await self.store.counter_rows(g, "day", day - MAU_DAYS + 1, day)
+        carried = await self.store.running_totals(g, day + 1, ("total_delta", "left_delta"))
+        today = rows.get((day, None), Counter())
+        facts_kept = self.clock() - self.store.facts_ttl.total_seconds()
+        window_start = day_end_utc(day - MAU_DAYS, self.timezone_of(community_id)).timestamp()
+        power = (power_users(await self.store.activity_facts(g, day - MAU_DAYS + 1, day)).as_dict()
+                 if window_start >= facts_kept else
+                 {"power_users": None, "power_user_threshold": None, "power_user_activity_share": None})
+        return {
+            "as_of": iso(day), "new": sum(n["new"] for n in rows.values()), **power,
+            "dormant": today["dormant"], "left": carried["left_delta"], "total_members": carried["total_delta"],
+        }
+
+    async def exposure(self, community_id: str, first_week: Day, last_week: Day) -> list[dict]:
+        """Weeks first_week..last_week whose week +4 has ended; sealed once their facts would expire."""
+        g = await self.generation(community_id)
+        tz = self.timezone_of(community_id)
+        later = 7 * EXPOSURE_WEEKS
+        weeks = [w for w in range(week_of(first_week), last_week + 1, 7)
+                 if day_end_utc(w + later + 6, tz).timestamp() <= self.clock()]
+        if not weeks:
+            return []
+        sealed = await self.store.sealed_values(g, "exposure", weeks[0], weeks[-1])
+        missing = [w for w in weeks if w not in sealed]
+        if missing:
+            lo, hi = min(missing), max(missing)
+            activity = await self.store.activity_facts(g, lo - 7, hi + later + 6)
+            verdicts = await self.store.verdict_facts(g, lo - 7, hi + 6)
+            fresh = {row.week: row.as_dict() for row in exposure_retention(activity, verdicts, missing, tz=tz)}
+            await self.store.seal(g, "exposure", {
+                w: value for w, value in fresh.items() if self._sealable(day_end_utc(w - 8, tz).timestamp())})
+            sealed.update(fresh)
+        return [{"week": iso_week(w), "monday": iso(w), **sealed[w]} for w in weeks]
+
+    async def summary(self, community_id: str, first: Day, last: Day) -> dict:
+        """Everything a dashboard or the health report shows for a period."""
+        return {
+            "community_id": community_id,
+            "timezone": self.timezone_of(community_id),
+            "from": iso(first),
+            "to": iso(last),
+            "days": await self.days(community_id, first, last),
+            "retention": await self.retention(community_id, week_of(first) - 7 * 8, week_of(last)),
+            "segments": await self.segments(community_id, last),
+            "exposure": await self.exposure(community_id, week_of(first) - 7 * 8, week_of(last)),
+            "channels": await self.channels(community_id, first, last),
+        }
+
+
+def _no_incidents(dau: int) -> dict:
+    return {"incidents": 0, "incidents_by_severity": {}, "incidents_by_category": {},
+            "incidents_per_1000_dau": 0.0 if dau else None, "moderator_precision": None,
+            "acknowledged": 0, "time_to_ack_median_s": None, "time_to_ack_p90_s": None}
+
+
+
