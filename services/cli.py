@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from services.ingest.github_redeliver import app as github_app
+from services.metrics.cli import app as metrics_app
 from services.moderation.model.lifecycle import app as lifecycle_app
 from services.moderation.replay import app as moderation_app
 from services.runtime.settings import RuntimeSettings
@@ -24,6 +25,7 @@ app.add_typer(model_app, name="model")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(github_app, name="github")
 app.add_typer(moderation_app, name="moderation", help="Replay activity against a candidate; export feedback.")
+app.add_typer(metrics_app, name="metrics")
 console = Console()
 
 HomeOption = Annotated[Path, typer.Option(help="State folder (STEWARD_HOME).", envvar="STEWARD_HOME")]
@@ -50,7 +52,6 @@ def up(
     The default model bundle is built first (cached), unless STEWARD_MODEL_DIR names one.
     """
     from services.localstack.stack import LocalStack
-
     from services.runtime.settings import ModerationSettings
 
     model_dir = ModerationSettings(home=home).model_dir or build_default_model(home)
@@ -98,11 +99,16 @@ def demo(home: HomeOption = DEFAULT_HOME) -> None:
 
 
 def run_demo(home: Path) -> None:
-    from services.demo.community import COMMUNITY_ID, demo_week
-    from services.demo.replay import incidents_now, send_events, wait_for_kpis, wait_until_consumed
-    from services.moderation.app import GROUP_ID as MODERATION_GROUP
     from schemas import topics
+    from services.demo.community import COMMUNITY_ID, demo_week
+    from services.demo.replay import (
+        incidents_now,
+        send_events,
+        wait_for_kpis,
+        wait_until_consumed,
+    )
     from services.localstack.stack import Endpoints
+    from services.moderation.app import GROUP_ID as MODERATION_GROUP
 
     endpoints_file = home / "stack" / "endpoints.json"
     if not endpoints_file.exists():

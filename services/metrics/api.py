@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import hmac
 import time
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from services.metrics.kpis.calendar import Day, iso, local_day, week_of
 from services.metrics.reader import KpiReader
+from services.metrics.rebuild import Rebuilds
 from services.metrics.report import render_report
 
 MAX_RANGE_DAYS = 366
@@ -177,6 +178,42 @@ def build_router(reader: KpiReader, keys: list[SecretStr]) -> APIRouter:
     ) -> HTMLResponse:
         first, last = days_of(community_id, None, to, default_days=PERIOD_DAYS[period])
         return HTMLResponse(render_report(await reader.summary(community_id, first, last), period=period))
+
+    return router
+
+
+class RebuildRequest(BaseModel):
+    """Where the rebuild starts reading; from the beginning of what the topics hold when neither is given."""
+
+    from_time: datetime | None = Field(default=None, description="The first record at or after this time")
+    from_offset: int | None = Field(default=None, ge=0, description="This offset on every partition")
+
+    @model_validator(mode="after")
+    def _one_start(self) -> RebuildRequest:
+        if self.from_time is not None and self.from_offset is not None:
+            raise ValueError("give from_time or from_offset, not both")
+        return self
+
+
+def build_rebuild_router(rebuilds: Rebuilds, keys: list[SecretStr]) -> APIRouter:
+    router = APIRouter(dependencies=[Depends(require_api_key(keys))], tags=["rebuild"])
+
+    @router.post("/communities/{community_id}/rebuild", status_code=202,
+                 summary="Rebuild a community's KPIs from the topics",
+                 description="Folds the community's records into a new generation beside the live one and "
+                 "switches over when done; poll GET for progress. 409 while one is running.")
+    async def start(community_id: str, request: RebuildRequest) -> dict:
+        if rebuilds.running(community_id):
+            raise HTTPException(409, f"a rebuild of {community_id!r} is already running")
+        job = await rebuilds.start(community_id, since=request.from_time, from_offset=request.from_offset)
+        return job.as_dict()
+
+    @router.get("/communities/{community_id}/rebuild", summary="Progress of the latest rebuild")
+    async def status(community_id: str) -> dict:
+        job = rebuilds.jobs.get(community_id)
+        if job is None:
+            raise HTTPException(404, f"no rebuild of {community_id!r} since this service started")
+        return job.as_dict()
 
     return router
 

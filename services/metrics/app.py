@@ -16,7 +16,12 @@ from schemas import (
     ModeratorFeedback,
     topics,
 )
-from services.metrics.api import build_router, install_error_handlers, require_api_key
+from services.metrics.api import (
+    build_rebuild_router,
+    build_router,
+    install_error_handlers,
+    require_api_key,
+)
 from services.metrics.consumer import BatchFolder, Consumed
 from services.metrics.gauges import KpiGauges
 from services.metrics.identity.store import IdentityStore
@@ -24,6 +29,7 @@ from services.metrics.identity.views import build_identity_router
 from services.metrics.incidents import record_decision, record_incident
 from services.metrics.kpis.facts import ActivityFact, VerdictFact
 from services.metrics.reader import KpiReader
+from services.metrics.rebuild import Rebuilds
 from services.metrics.store import MetricsStore
 from services.runtime.broker import consumer_options
 from services.runtime.service import Service
@@ -49,6 +55,9 @@ def create_service(settings: MetricsSettings | None = None) -> Service:
                            member_cache=settings.member_cache)
 
     activity, verdicts = folder(topics.ACTIVITY, "activity"), folder(topics.VERDICTS, "verdicts")
+    rebuilds = Rebuilds(store, settings.kafka_bootstrap, (activity, verdicts), timezone_of=settings.timezone_of,
+                        dedupe_window=timedelta(hours=settings.dedupe_window_hours))
+    service.on_shutdown(rebuilds.stop)
     identities = IdentityStore(service.db)
     service.on_startup(identities.create_indexes)
 
@@ -104,6 +113,7 @@ def create_service(settings: MetricsSettings | None = None) -> Service:
     service.app.include_router(build_router(reader, settings.api_keys))
     service.app.include_router(build_identity_router(identities, store),
                                dependencies=[Depends(require_api_key(settings.api_keys))])
+    service.app.include_router(build_rebuild_router(rebuilds, settings.api_keys))
     install_error_handlers(service.app)
     return service
 

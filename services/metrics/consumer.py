@@ -17,6 +17,7 @@ cache is dropped whenever another writer touched the partition.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 import uuid
@@ -70,6 +71,7 @@ class BatchFolder:
         targets: Targets = live_targets,
         dedupe_window: timedelta = timedelta(days=2),
         member_cache: int = 100_000,
+        memory_scope: str | None = None,
     ) -> None:
         self.store = store
         self.group, self.topic, self.source = group, topic, source
@@ -79,7 +81,8 @@ class BatchFolder:
         self.member_cache = member_cache
         self.writer = uuid.uuid4().hex
         self.partitions: dict[int, _PartitionMemory] = defaultdict(_PartitionMemory)
-        self.round_trips = 0  # database round trips, for the benchmark and metrics
+        self.memory_scope = memory_scope  # a rebuild remembers only its own generation's ids
+        self.lock = asyncio.Lock()  # held while a batch is folded; a rebuild fixes its fence under it
 
     def _zone(self, generation_key: str) -> str:
         return self.timezone_of(generation_key.rsplit("@", 1)[0])
@@ -88,16 +91,18 @@ class BatchFolder:
         """Store the effects of ``consumed``; returns how many events had an effect."""
         if not consumed:
             return 0
+        async with self.lock:
+            return await self._fold(consumed)
+
+    async def _fold(self, consumed: Sequence[Consumed]) -> int:
         by_partition: dict[int, list[Consumed]] = defaultdict(list)
         for item in consumed:
             by_partition[item.partition].append(item)
         applied = await self.store.applied_offsets(self.group, self.topic, by_partition)
-        self.round_trips += 1
         for partition in by_partition:
             await self._own(partition, *applied.get(partition, (-1, "")))
         fresh = self._fresh(by_partition, applied)
         generations = await self.store.generations({item.fact.community_id for _, item in fresh})
-        self.round_trips += 1
         scoped: dict[int, list[tuple[int, Fact, str]]] = defaultdict(list)
         for partition, item in fresh:
             for key in self.targets(generations[item.fact.community_id], self.topic, partition, item.offset):
@@ -113,7 +118,6 @@ class BatchFolder:
                 batch.count_all(partition, fold_verdicts(facts, self._zone))
         self._pack(scoped, batch)
         await self.store.write_batch(batch)
-        self.round_trips += 2 + bool(batch.counters) + bool(batch.members) + bool(batch.facts)
         self._remember(fresh, batch, generations)
         return len(fresh)
 
@@ -123,8 +127,7 @@ class BatchFolder:
             return
         # Another writer (or none we know of) stored this partition last: rebuild what we know.
         since = datetime.now(UTC) - self.dedupe_window
-        ids = await self.store.recent_event_ids(self.group, self.topic, partition, since)
-        self.round_trips += 1
+        ids = await self.store.recent_event_ids(self.topic, partition, since, generation=self.memory_scope)
         memory.seen = dict.fromkeys(ids, time.time())
         memory.members.clear()
         memory.last_offset = stored_offset
@@ -156,7 +159,6 @@ class BatchFolder:
                     missing.add(member)
         if missing:
             states.update(await self.store.member_states(missing))
-            self.round_trips += 1
         for partition, items in scoped.items():
             facts = [dataclasses.replace(fact, community_id=key) for _, fact, key in items]
             folded = fold_activity(facts, states, self._zone)

@@ -100,7 +100,7 @@ class MetricsStore:
     async def create_indexes(self) -> None:
         await self.counters.create_index([("g", ASCENDING), ("scope", ASCENDING), ("day", ASCENDING)])
         await self.facts.create_index([("g", ASCENDING), ("src", ASCENDING), ("day", ASCENDING)])
-        await self.facts.create_index([("topic", ASCENDING), ("p", ASCENDING), ("grp", ASCENDING), ("at", ASCENDING)])
+        await self.facts.create_index([("topic", ASCENDING), ("p", ASCENDING), ("at", ASCENDING)])
         await self.facts.create_index("expires_at", expireAfterSeconds=0)
         await self.incidents.create_index([("g", ASCENDING), ("occurred_at", ASCENDING)])
         await self.members.create_index("g")
@@ -188,10 +188,14 @@ class MetricsStore:
             for p, offset in batch.offsets.items()
         ], ordered=False, session=session)
 
-    async def recent_event_ids(self, group: str, topic: str, partition: int, since: datetime) -> set[str]:
-        """The ids of the facts a group stored for a partition since ``since``: its de-duplication memory."""
+    async def recent_event_ids(self, topic: str, partition: int, since: datetime, *,
+                               generation: str | None = None) -> set[str]:
+        """The ids of the facts stored for a partition since ``since`` (of one generation, or
+        all): the de-duplication memory of its consumer."""
         ids: set[str] = set()
-        query = {"topic": topic, "p": partition, "grp": group, "at": {"$gte": since}}
+        query: dict = {"topic": topic, "p": partition, "at": {"$gte": since}}
+        if generation is not None:
+            query["g"] = generation
         async for doc in self.facts.find(query, {"blob": 1}):
             ids.update(codec.event_ids(doc["blob"]))
         return ids
@@ -213,6 +217,36 @@ class MetricsStore:
         if false_positive:
             update["$max"] = {"false_positive": True}
         await self.incidents.update_one({"_id": SEP.join((generation, incident_id))}, update, upsert=True)
+
+    # --- rebuilds -------------------------------------------------------------------------
+
+    async def begin_rebuild(self, community_id: str, generation: int) -> None:
+        """Announce the generation being built; the live path writes it once it has a fence."""
+        await self.communities.update_one(
+            {"_id": community_id},
+            {"$set": {"building": {"gen": generation, "fence": {}}}, "$setOnInsert": {"gen": 0}}, upsert=True)
+
+    async def set_fence(self, community_id: str, fence: dict[str, int]) -> None:
+        doc = await self.communities.find_one({"_id": community_id})
+        await self.communities.update_one(
+            {"_id": community_id}, {"$set": {"building": {"gen": doc["building"]["gen"], "fence": fence}}})
+
+    async def finish_rebuild(self, community_id: str, generation: int) -> int:
+        """Make the rebuilt generation current; returns the one it replaces."""
+        doc = await self.communities.find_one({"_id": community_id})
+        await self.communities.update_one({"_id": community_id}, {"$set": {"gen": generation, "building": None}})
+        return doc.get("gen", 0)
+
+    async def abandon_rebuild(self, community_id: str, generation: int) -> None:
+        await self.communities.update_one({"_id": community_id}, {"$set": {"building": None}})
+        await self.drop_generation(generation_key(community_id, generation))
+
+    async def drop_generation(self, generation: str) -> None:
+        for collection in (self.counters, self.members, self.facts, self.incidents, self.sealed):
+            await collection.delete_many({"g": generation})
+
+    async def forget_group(self, group: str) -> None:
+        await self.offsets.delete_many({"group": group})
 
     # --- the read path --------------------------------------------------------------------
 

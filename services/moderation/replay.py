@@ -32,6 +32,7 @@ from services.moderation.thresholds import (
     span_days,
     suggest_thresholds,
 )
+from services.runtime.positions import start_offsets
 
 CLASSIFIED_KINDS = frozenset({ActivityKind.message_posted, ActivityKind.message_edited})
 BATCH = 64
@@ -104,13 +105,7 @@ async def read_activity(bootstrap: str, community_id: str, *, since: datetime | 
             return []
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
-        starts = await consumer.beginning_offsets(tps)
-        if since is not None:
-            ms = int(since.timestamp() * 1000)
-            found = await consumer.offsets_for_times({tp: ms for tp in tps})
-            starts = {tp: (found[tp].offset if found.get(tp) else ends[tp]) for tp in tps}
-        elif from_offset is not None:
-            starts = {tp: min(max(from_offset, starts[tp]), ends[tp]) for tp in tps}
+        starts = await start_offsets(consumer, tps, ends, since=since, from_offset=from_offset)
         # The record's own timestamp is checked too: not every broker answers a time
         # past its last record with "none" (tansu gives an earlier offset).
         since_ms = int(since.timestamp() * 1000) if since is not None else None

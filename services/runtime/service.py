@@ -52,7 +52,7 @@ class Service:
         self.broker, self.dead_letters = make_broker(
             settings, registry=self.registry, tracer_provider=self.tracer_provider
         )
-        self.mongo: AsyncMongoClient | None = make_mongo(settings) if uses_mongo else None
+        self.mongo: AsyncMongoClient | None = make_mongo(settings, self.registry) if uses_mongo else None
         self._on_startup: list[Hook] = []
         self._on_shutdown: list[Hook] = []
         # FastAPI's own OpenTelemetry support: one server span per request, continuing the

@@ -1,0 +1,198 @@
+"""The pure KPI core: member contributions, the fold, and the joined KPIs, without I/O."""
+
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.metrics.codec import decode_days, decode_member, encode_days, encode_member
+from services.metrics.kpis.calendar import from_iso, iso, local_day, week_of
+from services.metrics.kpis.facts import ActivityFact, VerdictFact
+from services.metrics.kpis.fold import fold_activity, fold_verdicts
+from services.metrics.kpis.members import JOIN, LEAVE, MemberState, contributions
+from services.metrics.kpis.response import response_days
+from services.metrics.kpis.safety import IncidentRecord, exposure_retention, safety_days
+from services.metrics.kpis.segments import power_users
+from services.metrics.kpis.stats import median, nearest_rank
+
+T0 = datetime(2026, 3, 2, 12, tzinfo=UTC).timestamp()  # a Monday
+DAY = 86_400
+D0 = local_day(T0)
+
+
+def fact(n: int, member: str, kind: str = "message_posted", at: float = T0, **extra) -> ActivityFact:
+    return ActivityFact(f"e{n}", "acme", member, kind, at, extra.pop("channel", "general"),
+                        extra.pop("message_id", f"msg{n}"), **extra)
+
+
+def metric(counts: Counter, name: str) -> dict[int, int]:
+    return {day - D0: n for (m, day, _), n in counts.items() if m == name and n}
+
+
+def test_one_active_day_spreads_over_the_week_and_the_month():
+    state = MemberState(T0, [], {D0})
+    counts = contributions(state)
+    assert metric(counts, "dau") == {0: 1}
+    assert metric(counts, "wau") == {k: 1 for k in range(7)}
+    assert metric(counts, "mau") == {k: 1 for k in range(30)}
+    assert metric(counts, "engaged") == {k: 1 for k in range(30)}
+    assert metric(counts, "dormant") == {k: 1 for k in range(30, 90)}
+    assert metric(counts, "new") == {0: 1}
+    assert metric(counts, "total_delta") == {0: 1}
+
+
+def test_leaving_ends_membership_and_a_tie_with_a_join_is_a_leave():
+    state = MemberState(T0, [(T0 + 2 * DAY, JOIN), (T0 + 2 * DAY, LEAVE)], {D0})
+    state.membership.sort(key=lambda e: (e[0], e[1] == LEAVE))
+    counts = contributions(state)
+    assert metric(counts, "total_delta") == {0: 1, 2: -1}
+    assert metric(counts, "left_delta") == {2: 1}
+    assert metric(counts, "engaged") == {0: 1, 1: 1}  # in MAU for 30 days, counted only until it left
+
+
+def test_retention_cells_count_weeks_after_the_first_seen_week():
+    state = MemberState(T0, [], {D0, D0 + 1, D0 + 8, D0 + 22})
+    cells = {k: n for (m, week, k), n in contributions(state).items() if m == "retained"}
+    assert cells == {0: 1, 1: 1, 3: 1}
+    assert contributions(state)[("cohort_size", week_of(D0), None)] == 1
+
+
+member_facts = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "c"]),
+              st.sampled_from(["message_posted", "reaction_added", "member_joined", "member_left", "message_edited"]),
+              st.integers(0, 120 * DAY)),
+    min_size=1, max_size=30,
+)
+
+
+def fold_in_batches(facts: list[ActivityFact], cuts: list[int]) -> Counter:
+    states: dict = {}
+    total: Counter = Counter()
+    bounds = sorted({0, len(facts), *[c % (len(facts) + 1) for c in cuts]})
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        folded = fold_activity(facts[start:end], states, lambda _: "Europe/Paris")
+        total.update(folded.counters)
+        states.update(folded.members)
+    return Counter({k: n for k, n in total.items() if n})
+
+
+@settings(max_examples=200, deadline=None)
+@given(member_facts, st.permutations(range(30)), st.lists(st.integers(0, 40), max_size=5))
+def test_the_fold_does_not_depend_on_order_or_batching(raw, order, cuts):
+    facts = [fact(n, m, k, T0 + s) for n, (m, k, s) in enumerate(raw)]
+    shuffled = [facts[i] for i in order if i < len(facts)]
+    assert fold_in_batches(shuffled, cuts) == fold_in_batches(facts, [])
+
+
+def test_unchanged_members_are_not_rewritten_and_volume_is_per_channel():
+    folded = fold_activity([fact(1, "a"), fact(2, "a", reply_to="msg1", channel="help")], {}, lambda _: "UTC")
+    assert folded.counters[("acme", "day", D0, None, "messages")] == 2
+    assert folded.counters[("acme", "day", D0, None, "replies")] == 1
+    assert folded.counters[("acme", "channel", D0, "help", "replies")] == 1
+    again = fold_activity([fact(3, "a", "message_edited")], folded.members, lambda _: "UTC")
+    assert again.members[("acme", "a")] == folded.members[("acme", "a")]  # state unchanged by an edit
+
+
+def test_verdicts_count_sentiment_and_flags_per_channel():
+    verdicts = [VerdictFact("v1", "acme", "a", T0, "C1", "m1", True, "negative"),
+                VerdictFact("v2", "acme", "b", T0, "C1", "m2", False, "positive")]
+    counts = fold_verdicts(verdicts, lambda _: "UTC")
+    assert counts[("acme", "day", D0, None, "classified")] == 2
+    assert counts[("acme", "day", D0, None, "flagged")] == 1
+    assert counts[("acme", "channel", D0, "C1", "flagged")] == 1
+    assert counts[("acme", "day", D0, None, "positive")] == 1
+
+
+def test_time_zones_move_events_across_midnight():
+    late_evening_utc = datetime(2026, 3, 2, 23, 30, tzinfo=UTC).timestamp()
+    assert iso(local_day(late_evening_utc, "UTC")) == "2026-03-02"
+    assert iso(local_day(late_evening_utc, "Europe/Paris")) == "2026-03-03"
+    assert iso(local_day(late_evening_utc, "Pacific/Chatham")) == "2026-03-03"
+    assert iso(local_day(late_evening_utc, "America/Los_Angeles")) == "2026-03-02"
+    assert iso(week_of(from_iso("2026-03-08"))) == "2026-03-02"  # Sunday belongs to Monday's week
+
+
+def test_first_responses_by_another_member_within_the_window():
+    question = fact(1, "asker", question=True)
+    facts = [
+        question,
+        fact(2, "asker", at=T0 + 60, reply_to="msg1"),  # the asker's own reply is not a response
+        fact(3, "helper", at=T0 + 600, reply_to="msg1"),
+        fact(4, "other", at=T0 + 300, reply_to="msg1"),
+        fact(5, "q2", at=T0 + 10, question=True),  # never answered
+        fact(6, "q3", at=T0 + 20, question=True),
+        fact(7, "helper", at=T0 + 20 + 8 * DAY, reply_to="msg6"),  # outside the 7-day window
+    ]
+    [day] = response_days(facts, D0, D0, tz="UTC", now=T0 + 30 * DAY).values()
+    assert (day.questions, day.answered, day.median_s, day.p90_s) == (3, 1, 300, 300)
+    assert day.as_dict()["unanswered_24h_share"] == round(2 / 3, 4)
+    [fresh] = response_days(facts, D0, D0, tz="UTC", now=T0 + 3600).values()
+    assert fresh.as_dict()["unanswered_24h_share"] is None  # no question's 24 h have passed
+
+
+def test_order_statistics_follow_spec():
+    assert median([4, 1, 3, 2]) == 2.5
+    assert median([5, 1, 3]) == 3
+    assert nearest_rank(list(range(1, 11)), 0.9) == 9
+    assert nearest_rank([7], 0.9) == 7
+    assert median([]) is None
+
+
+def test_power_users_include_ties_at_the_boundary():
+    facts = [fact(n, member) for n, member in enumerate("aaaaabbbbbcdefghijklmnop")]
+    result = power_users(facts)
+    # 16 active members: the top ceil(1.6) = 2 have 5 events each.
+    assert (result.members, result.threshold) == (2, 5)
+    assert result.activity_share == round(10 / 24, 4)
+    assert power_users([]).members == 0
+
+
+def test_incident_precision_and_time_to_acknowledge():
+    records = [
+        IncidentRecord("i1", T0, T0 + 5, "high", "threat", acknowledged_at=T0 + 65),
+        IncidentRecord("i2", T0, T0 + 5, "low", "spam", acknowledged_at=T0 + 305, false_positive=True),
+        IncidentRecord("i3", None, None, None, None, acknowledged_at=T0),  # feedback before its incident
+    ]
+    [day] = safety_days(records, "UTC").values()
+    row = day.as_dict(dau=400)
+    assert row["incidents"] == 2 and row["incidents_by_severity"] == {"high": 1, "low": 1}
+    assert row["moderator_precision"] == 0.5
+    assert row["time_to_ack_median_s"] == 180 and row["time_to_ack_p90_s"] == 300
+    assert row["incidents_per_1000_dau"] == 5.0
+
+
+def test_exposure_compares_members_who_met_a_flagged_message():
+    week = week_of(D0)
+    activity = [
+        fact(1, "troll", at=T0),
+        fact(2, "victim", at=T0 + 60, reply_to="msg1"),
+        fact(3, "bystander", at=T0 + 120),
+        fact(4, "thread", at=T0 + 30, message_id="root"),
+        fact(5, "troll", at=T0 + 40, reply_to="root", message_id="bad2"),
+        fact(6, "thread", at=T0 + 50, reply_to="root"),  # in the flagged reply's thread, after it
+        fact(7, "bystander", at=T0 + 28 * DAY),
+        fact(8, "victim", "reaction_added", at=T0 + 29 * DAY),
+    ]
+    verdicts = [VerdictFact("v1", "acme", "troll", T0, "general", "msg1", True, "negative"),
+                VerdictFact("v5", "acme", "troll", T0 + 40, "general", "bad2", True, "negative")]
+    [row] = exposure_retention(activity, verdicts, [week], tz="UTC")
+    assert (row.exposed, row.exposed_retained) == (2, 1)  # victim (back in week 4) and thread (not)
+    assert (row.unexposed, row.unexposed_retained) == (2, 1)  # troll and bystander
+
+
+@given(st.sets(st.integers(700_000, 760_000), max_size=200))
+def test_active_days_survive_the_bitmap(days):
+    assert decode_days(encode_days(days)) == days
+
+
+def test_member_documents_round_trip():
+    state = MemberState(T0, [(T0, JOIN), (T0 + DAY, LEAVE)], {D0, D0 + 40})
+    assert decode_member(encode_member(state)) == state
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata"])
+def test_local_days_are_calendar_days(zone):
+    assert local_day(T0, zone) == date(2026, 3, 2).toordinal()
+    assert local_day(T0 + timedelta(hours=11, minutes=59).total_seconds(), "UTC") == D0
