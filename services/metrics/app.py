@@ -44,7 +44,8 @@ def create_service(settings: MetricsSettings | None = None) -> Service:
     store = MetricsStore(service.db, facts_ttl_days=settings.facts_ttl_days)
     service.on_startup(store.create_indexes)
     reader = KpiReader(store, settings.timezone_of)
-    gauges = KpiGauges(reader, service.registry, limit=settings.gauge_communities)
+    gauges = KpiGauges(reader, service.registry, limit=settings.gauge_communities,
+                       interval_s=settings.gauge_interval_s)
     service.on_startup(gauges.start)
     service.on_shutdown(gauges.stop)
 

@@ -35,7 +35,7 @@ from services.metrics.consumer import BatchFolder, Consumed
 from services.metrics.incidents import record_decision, record_incident
 from services.metrics.kpis.facts import ActivityFact, VerdictFact
 from services.metrics.store import Generation, MetricsStore, generation_key
-from services.runtime.positions import start_offsets
+from services.runtime.positions import end_offsets, start_offsets
 
 log = logging.getLogger("steward.metrics.rebuild")
 
@@ -138,7 +138,8 @@ class Rebuilds:
                 fence = {}
                 for topic in FOLDED:
                     tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-                    fence.update({f"{tp.topic}:{tp.partition}": end for tp, end in (await consumer.end_offsets(tps)).items()})
+                    ends = await end_offsets(self.bootstrap, tps)
+                    fence.update({f"{tp.topic}:{tp.partition}": end for tp, end in ends.items()})
             finally:
                 await consumer.stop()
             await self.store.set_fence(community, fence)
@@ -190,8 +191,8 @@ class Rebuilds:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not tps:
             return
+        ends = await end_offsets(self.bootstrap, tps)
         consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
         await consumer.seek_to_beginning(*tps)
         pending = {tp for tp in tps if ends[tp] > 0}
         while pending:

@@ -32,7 +32,7 @@ from services.moderation.thresholds import (
     span_days,
     suggest_thresholds,
 )
-from services.runtime.positions import start_offsets
+from services.runtime.positions import end_offsets, start_offsets
 
 CLASSIFIED_KINDS = frozenset({ActivityKind.message_posted, ActivityKind.message_edited})
 BATCH = 64
@@ -104,7 +104,7 @@ async def read_activity(bootstrap: str, community_id: str, *, since: datetime | 
         if not tps:
             return []
         consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
+        ends = await end_offsets(bootstrap, tps)
         starts = await start_offsets(consumer, tps, ends, since=since, from_offset=from_offset)
         # The record's own timestamp is checked too: not every broker answers a time
         # past its last record with "none" (tansu gives an earlier offset).

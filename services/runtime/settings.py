@@ -121,6 +121,7 @@ class MetricsSettings(RuntimeSettings):
     gauge_communities: int = Field(
         default=50, ge=0, description="Most communities exported as Prometheus gauges (label cardinality)."
     )
+    gauge_interval_s: float = Field(default=60, gt=0, description="How often the KPI gauges are refreshed.")
 
     @field_validator("timezones")
     @classmethod

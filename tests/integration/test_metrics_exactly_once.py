@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,6 +25,7 @@ from pymongo import AsyncMongoClient
 from schemas import MemberActivity, ModerationVerdict, topics
 from services.metrics.app import GROUP_ID, create_service
 from services.runtime.broker import ensure_topics
+from services.runtime.positions import end_offsets
 from services.runtime.settings import MetricsSettings
 from tests.metrics_reference import Reference, monday
 
@@ -133,7 +135,8 @@ async def wait_folded(settings_: MetricsSettings) -> None:
         await consumer.topics()
         wanted = {}
         for source, topic in (("activity", topics.ACTIVITY), ("verdicts", topics.VERDICTS)):
-            ends = await consumer.end_offsets([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)])
+            ends = await end_offsets(settings_.kafka_bootstrap,
+                                     [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)])
             wanted.update({f"{GROUP_ID}-{source}|{tp.topic}|{tp.partition}": end - 1 for tp, end in ends.items() if end})
         deadline = time.monotonic() + SETTLE_S
         while time.monotonic() < deadline:
@@ -194,28 +197,49 @@ def test_random_streams_give_the_reference_kpis(metrics_settings):
         assert job["generation"] == 1
         expected, actual = settled(client, metrics_settings, community, events + later, verdicts)
         assert actual == expected
+        seen.append((community, events + later, verdicts))
 
     # Every record delivered again, as after a crash between storing the effects and
     # committing the offsets: the stored offsets recognise them, nothing changes.
     asyncio.run(rewind(metrics_settings.kafka_bootstrap))
     with TestClient(create_service(metrics_settings).app) as client:
-        time.sleep(3)
-        for community, events, verdicts in seen[-4:]:
+        asyncio.run(wait_committed_again(metrics_settings.kafka_bootstrap))
+        for community, events, verdicts in seen[-3:]:
             expected, actual = expected_vs_actual(client, community, events, verdicts)
             assert actual == expected
 
 
+async def wait_committed_again(bootstrap: str) -> None:
+    """Until the restarted service has consumed, and committed, every record once more."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + SETTLE_S
+        for source, topic in (("activity", topics.ACTIVITY), ("verdicts", topics.VERDICTS)):
+            partitions = [TopicPartition(topic, p) for p in range(6)]
+            ends = await end_offsets(bootstrap, partitions)
+            while True:
+                committed = await admin.list_consumer_group_offsets(f"{GROUP_ID}-{source}", partitions=partitions)
+                if all(tp in committed and committed[tp].offset >= end for tp, end in ends.items() if end):
+                    break
+                assert time.monotonic() < deadline, f"the restarted service did not consume {topic} again"
+                await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
 async def rewind(bootstrap: str) -> None:
+    """Commit offset 0 for the service's groups, as a member of each (tansu refuses commits
+    from outside a group that has members)."""
     for source, topic in (("activity", topics.ACTIVITY), ("verdicts", topics.VERDICTS)):
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=f"{GROUP_ID}-{source}",
-                                    enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"{GROUP_ID}-{source}",
+                                    enable_auto_commit=False, session_timeout_ms=6000)
         await consumer.start()
         try:
-            partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-            if not partitions:
-                await consumer.topics()
-                partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-            consumer.assign(partitions)
-            await consumer.commit({tp: 0 for tp in partitions})
+            deadline = time.monotonic() + 60
+            while len(consumer.assignment()) < len(consumer.partitions_for_topic(topic) or {None}):
+                assert time.monotonic() < deadline, "never given every partition of the group"
+                await consumer.getmany(timeout_ms=500)
+            await consumer.commit({tp: 0 for tp in consumer.assignment()})
         finally:
             await consumer.stop()

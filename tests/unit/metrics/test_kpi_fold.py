@@ -1,5 +1,6 @@
 """The pure KPI core: member contributions, the fold, and the joined KPIs, without I/O."""
 
+import itertools
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
@@ -7,7 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.metrics.codec import decode_days, decode_member, encode_days, encode_member
+from services.metrics.codec import (
+    decode_days,
+    decode_member,
+    encode_days,
+    encode_member,
+)
 from services.metrics.kpis.calendar import from_iso, iso, local_day, week_of
 from services.metrics.kpis.facts import ActivityFact, VerdictFact
 from services.metrics.kpis.fold import fold_activity, fold_verdicts
@@ -71,7 +77,7 @@ def fold_in_batches(facts: list[ActivityFact], cuts: list[int]) -> Counter:
     states: dict = {}
     total: Counter = Counter()
     bounds = sorted({0, len(facts), *[c % (len(facts) + 1) for c in cuts]})
-    for start, end in zip(bounds, bounds[1:], strict=False):
+    for start, end in itertools.pairwise(bounds):
         folded = fold_activity(facts[start:end], states, lambda _: "Europe/Paris")
         total.update(folded.counters)
         states.update(folded.members)
