@@ -130,7 +130,8 @@ class MetricsStore:
         for community in wanted:
             doc = found.get(community, {})
             building = doc.get("building") or {}
-            out[community] = Generation(community, doc.get("gen", 0), building.get("gen"), building.get("fence", {}))
+            fence = {f"{topic}:{partition}": offset for topic, partition, offset in building.get("fence", [])}
+            out[community] = Generation(community, doc.get("gen", 0), building.get("gen"), fence)
         return out
 
     async def applied_offsets(self, group: str, topic: str, partitions: Iterable[int]) -> dict[int, tuple[int, str]]:
@@ -224,12 +225,15 @@ class MetricsStore:
         """Announce the generation being built; the live path writes it once it has a fence."""
         await self.communities.update_one(
             {"_id": community_id},
-            {"$set": {"building": {"gen": generation, "fence": {}}}, "$setOnInsert": {"gen": 0}}, upsert=True)
+            {"$set": {"building": {"gen": generation, "fence": []}}, "$setOnInsert": {"gen": 0}}, upsert=True)
 
     async def set_fence(self, community_id: str, fence: dict[str, int]) -> None:
+        # Stored as [topic, partition, offset] triples: topic names hold dots, which field names should not.
+        triples = [[*key.rsplit(":", 1), offset] for key, offset in fence.items()]
+        triples = [[topic, int(partition), offset] for topic, partition, offset in triples]
         doc = await self.communities.find_one({"_id": community_id})
         await self.communities.update_one(
-            {"_id": community_id}, {"$set": {"building": {"gen": doc["building"]["gen"], "fence": fence}}})
+            {"_id": community_id}, {"$set": {"building": {"gen": doc["building"]["gen"], "fence": triples}}})
 
     async def finish_rebuild(self, community_id: str, generation: int) -> int:
         """Make the rebuilt generation current; returns the one it replaces."""

@@ -10,6 +10,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from email import message_from_bytes
+from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -308,3 +309,42 @@ def test_a_community_is_scored_by_the_head_bundle_its_policy_pins(stack):
     assert verdict.scores["threat"] > 0.5, verdict.scores
     others = [v for v in every if v.community_id == TEAM]
     assert others and all(v.model_name == "steward-default" for v in others)
+
+
+def test_kpis_rebuild_to_the_same_numbers_and_report_renders(stack, tmp_path):
+    """After the path above: the day's incident reached metrics; `steward metrics backfill`
+    rebuilds the community from the topics to the same numbers; `steward metrics report`
+    writes a report whose DAU chart carries the day's DAU."""
+    import subprocess
+    import sys
+
+    metrics = stack.endpoints.services["metrics"]
+    before = wait_for(lambda: (d := kpis_today(stack))["incidents"] >= 1 and d, "the incident in the KPIs")
+    assert before["incidents_by_severity"] and before["incidents_per_1000_dau"] == 1000 * before["incidents"] / before["dau"]
+    rebuilt = subprocess.run([sys.executable, "-m", "services.cli", "metrics", "backfill", "--community", TEAM,
+                              "--url", metrics], capture_output=True, text=True, timeout=120)
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    assert "is live" in rebuilt.stdout
+    assert kpis_today(stack) == before
+
+    out = tmp_path / "report.html"
+    report = subprocess.run([sys.executable, "-m", "services.cli", "metrics", "report", "--community", TEAM,
+                             "--url", metrics, "--out", str(out)], capture_output=True, text=True, timeout=60)
+    assert report.returncode == 0, report.stdout + report.stderr
+    marks = _DataMarks()
+    marks.feed(out.read_text())
+    today = datetime.now(UTC).date().isoformat()
+    assert marks.values[("dau", today)] == before["dau"]
+
+
+class _DataMarks(HTMLParser):
+    """The (series, day) -> value of every chart mark in a report."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: dict[tuple[str, str], float] = {}
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "data-series" in a and "data-day" in a and "data-value" in a:
+            self.values[(a["data-series"], a["data-day"])] = float(a["data-value"])

@@ -202,3 +202,14 @@ def test_member_documents_round_trip():
 def test_local_days_are_calendar_days(zone):
     assert local_day(T0, zone) == date(2026, 3, 2).toordinal()
     assert local_day(T0 + timedelta(hours=11, minutes=59).total_seconds(), "UTC") == D0
+
+
+def test_records_past_a_rebuild_fence_go_to_both_generations():
+    from services.metrics.store import Generation
+
+    idle = Generation("acme", current=2)
+    assert idle.targets("community.activity.v1", 0, 10) == ["acme@2"]
+    rebuilding = Generation("acme", current=2, building=3, fence={"community.activity.v1:0": 100})
+    assert rebuilding.targets("community.activity.v1", 0, 99) == ["acme@2"]  # the rebuild reads it
+    assert rebuilding.targets("community.activity.v1", 0, 100) == ["acme@2", "acme@3"]
+    assert rebuilding.targets("community.activity.v1", 1, 10**9) == ["acme@2"]  # no fence yet: not ours
