@@ -112,7 +112,7 @@ def create_service(settings: MetricsSettings | None = None) -> Service:
         await record_decision(store, decision)
 
     service.app.include_router(build_router(reader, settings.api_keys))
-    service.app.include_router(build_identity_router(identities, store),
+    service.app.include_router(build_identity_router(identities, store, reader),
                                dependencies=[Depends(require_api_key(settings.api_keys))])
     service.app.include_router(build_rebuild_router(rebuilds, settings.api_keys))
     install_error_handlers(service.app)

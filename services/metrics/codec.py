@@ -1,8 +1,7 @@
 """How metrics state is laid out in documents: bounded, compact, and the same everywhere.
 
-- A member's active days are a bitmap in blocks of 63 days (one int64 each, positive), so
-  a member costs a few numbers per year of activity rather than an array that grows with
-  every event.
+- A member is its first-seen time, its (capped) membership events and its bit number.
+- Who was active on a day is one bitmap per (day, partition), as little-endian bytes.
 - Facts are packed per (community, day, partition, batch) as one zlib-compressed JSON
   array: a batch of thousands of events is one small insert, kept under a TTL.
 """
@@ -12,30 +11,16 @@ from __future__ import annotations
 import json
 import zlib
 
-from services.metrics.kpis.calendar import Day
 from services.metrics.kpis.facts import ActivityFact, VerdictFact
-from services.metrics.kpis.members import MemberState
-
-BLOCK = 63
-
-
-def encode_days(days: set[Day]) -> dict[str, int]:
-    blocks: dict[str, int] = {}
-    for day in days:
-        key = str(day // BLOCK)
-        blocks[key] = blocks.get(key, 0) | (1 << (day % BLOCK))
-    return blocks
-
-
-def decode_days(blocks: dict[str, int]) -> set[Day]:
-    return {int(key) * BLOCK + bit for key, bits in blocks.items() for bit in range(BLOCK) if bits >> bit & 1}
+from services.metrics.kpis.members import LEAVE, MemberState
 
 
 def encode_member(state: MemberState) -> dict:
     return {
         "first_seen": state.first_seen,
         "membership": [[at, kind] for at, kind in state.membership],
-        "active": encode_days(state.active),
+        "idx": state.index,
+        "left": any(kind == LEAVE for _, kind in state.membership),  # engaged(D) reads these
     }
 
 
@@ -43,7 +28,7 @@ def decode_member(document: dict) -> MemberState:
     return MemberState(
         document.get("first_seen"),
         [(at, kind) for at, kind in document.get("membership", [])],
-        decode_days(document.get("active", {})),
+        document.get("idx"),
     )
 
 

@@ -34,6 +34,7 @@ from services.metrics.kpis.members import MemberState
 from services.metrics.store import BatchWrite, Generation, MetricsStore
 
 Fact = TypeVar("Fact", ActivityFact, VerdictFact)
+BITMAP_CACHE = 256  # (generation, kind, day) bitmaps kept per partition: the recent days
 Targets = Callable[[Generation, str, int, int], list[str]]
 
 
@@ -55,6 +56,13 @@ class _PartitionMemory:
         self.last_offset: int | None = None
         self.seen: dict[str, float] = {}  # event id -> when it was stored (epoch s)
         self.members: OrderedDict[tuple[str, str], MemberState] = OrderedDict()
+        self.bitmaps: OrderedDict[tuple[str, str, int], int] = OrderedDict()  # (generation, kind, day)
+        self.next_index: dict[str, int] = {}  # generation -> the next member bit number
+
+    def forget(self) -> None:
+        self.members.clear()
+        self.bitmaps.clear()
+        self.next_index.clear()
 
 
 class BatchFolder:
@@ -72,6 +80,8 @@ class BatchFolder:
         dedupe_window: timedelta = timedelta(days=2),
         member_cache: int = 100_000,
         memory_scope: str | None = None,
+        index_slot: int = 0,
+        lock: asyncio.Lock | None = None,
     ) -> None:
         self.store = store
         self.group, self.topic, self.source = group, topic, source
@@ -82,7 +92,12 @@ class BatchFolder:
         self.writer = uuid.uuid4().hex
         self.partitions: dict[int, _PartitionMemory] = defaultdict(_PartitionMemory)
         self.memory_scope = memory_scope  # a rebuild remembers only its own generation's ids
-        self.lock = asyncio.Lock()  # held while a batch is folded; a rebuild fixes its fence under it
+        # Held while a batch is folded. A rebuild fixes its fence under it, and folds under
+        # the live folder's lock, so the two never read a member both are about to write.
+        self.lock = lock or asyncio.Lock()
+        # Member bit numbers are slot + 2 n: a rebuild (slot 1) and the live path writing the
+        # same new generation never hand out the same bit.
+        self.index_slot = index_slot
 
     def _zone(self, generation_key: str) -> str:
         return self.timezone_of(generation_key.rsplit("@", 1)[0])
@@ -129,7 +144,7 @@ class BatchFolder:
         since = datetime.now(UTC) - self.dedupe_window
         ids = await self.store.recent_event_ids(self.topic, partition, since, generation=self.memory_scope)
         memory.seen = dict.fromkeys(ids, time.time())
-        memory.members.clear()
+        memory.forget()
         memory.last_offset = stored_offset
 
     def _fresh(self, by_partition: dict[int, list[Consumed]], applied: dict) -> list[tuple[int, Consumed]]:
@@ -147,26 +162,79 @@ class BatchFolder:
         return fresh
 
     async def _fold_activity(self, scoped, batch: BatchWrite, generations: dict[str, Generation]) -> None:
+        building = _building(generations)
+        states = await self._member_states(scoped, building)
+        await self._load_next_indexes(scoped, states, building)
+        sets: dict[tuple[str, str, int, int], int] = defaultdict(int)
+        clears: dict[tuple[str, str, int, int], int] = defaultdict(int)
+        for partition, items in scoped.items():
+            facts = [dataclasses.replace(fact, community_id=key) for _, fact, key in items]
+            folded = fold_activity(facts, states, self._zone)
+            batch.count_all(partition, folded.counters)
+            for member, state in folded.members.items():
+                if state.index is None:
+                    state.index = self._allocate(member[0], partition, batch)
+                if state != states.get(member):
+                    batch.members[member] = (partition, state)
+                self._touched[member] = (partition, state)
+            for (g, day), members in folded.active.items():
+                for member_id in members:
+                    sets[(g, "active", day, partition)] |= 1 << folded.members[(g, member_id)].index
+            for member, (old, new) in folded.cohorts.items():
+                bit = 1 << folded.members[member].index
+                if old is not None:
+                    clears[(member[0], "cohort", old, partition)] |= bit
+                sets[(member[0], "cohort", new, partition)] |= bit
+        current = await self._bitmaps(set(sets) | set(clears), building)
+        for key, before in current.items():
+            after = (before | sets.get(key, 0)) & ~clears.get(key, 0)
+            if after != before:
+                batch.bitmaps[key] = after
+
+    async def _member_states(self, scoped, building: set[str]) -> dict[tuple[str, str], MemberState]:
         states: dict[tuple[str, str], MemberState] = {}
         missing = set()
         for partition, items in scoped.items():
             cache = self.partitions[partition].members
             for _, fact, key in items:
                 member = (key, fact.member_id)
-                if member in cache:
+                if member in cache and key not in building:
                     states[member] = cache[member]
                 else:
                     missing.add(member)
         if missing:
             states.update(await self.store.member_states(missing))
-        for partition, items in scoped.items():
-            facts = [dataclasses.replace(fact, community_id=key) for _, fact, key in items]
-            folded = fold_activity(facts, states, self._zone)
-            batch.count_all(partition, folded.counters)
-            for member, state in folded.members.items():
-                if state != states.get(member):
-                    batch.members[member] = state
-                self._touched[member] = (partition, state)
+        return states
+
+    async def _load_next_indexes(self, scoped, states, building: set[str]) -> None:
+        unknown = {(key, partition) for partition, items in scoped.items() for _, fact, key in items
+                   if (key, fact.member_id) not in states
+                   and (key in building or key not in self.partitions[partition].next_index)}
+        if unknown:
+            found = await self.store.next_indexes(unknown, slot=self.index_slot)
+            for (key, partition), following in found.items():
+                self.partitions[partition].next_index[key] = following
+
+    def _allocate(self, generation: str, partition: int, batch: BatchWrite) -> int:
+        memory = self.partitions[partition]
+        n = memory.next_index[generation]
+        memory.next_index[generation] = n + 1
+        batch.indexes[(generation, partition, self.index_slot)] = n + 1
+        return self.index_slot + 2 * n
+
+    async def _bitmaps(self, keys: set[tuple[str, str, int, int]], building: set[str]) -> dict:
+        current, missing = {}, []
+        for key in keys:
+            g, kind, day, partition = key
+            cached = self.partitions[partition].bitmaps.get((g, kind, day))
+            if cached is not None and g not in building:
+                current[key] = cached
+            else:
+                missing.append(key)
+        if missing:
+            stored = await self.store.bitmap_docs(missing)
+            current.update({key: stored.get(key, 0) for key in missing})
+        return current
 
     def _pack(self, scoped, batch: BatchWrite) -> None:
         packs: dict[tuple[str, int, int], list[list]] = defaultdict(list)
@@ -185,18 +253,28 @@ class BatchFolder:
             self.partitions[partition].last_offset = offset
         for partition, item in fresh:
             self.partitions[partition].seen[item.fact.event_id] = now
-        building = {generation_key for g in generations.values() if g.building is not None
-                    for generation_key in (f"{g.community_id}@{g.building}",)}
+        building = _building(generations)
+        for (g, kind, day, partition), bits in batch.bitmaps.items():
+            if g not in building:
+                _remember_bounded(self.partitions[partition].bitmaps, (g, kind, day), bits, BITMAP_CACHE)
         for member, (partition, state) in self._touched.items():
             if member[0] in building:
                 continue  # a rebuild writes these too: never trust a cached copy
-            cache = self.partitions[partition].members
-            cache[member] = state
-            cache.move_to_end(member)
-            while len(cache) > self.member_cache:
-                cache.popitem(last=False)
+            _remember_bounded(self.partitions[partition].members, member, state, self.member_cache)
         horizon = now - self.dedupe_window.total_seconds()
         for memory in self.partitions.values():
             if len(memory.seen) > 1000 and next(iter(memory.seen.values())) < horizon:
                 memory.seen = {k: t for k, t in memory.seen.items() if t >= horizon}
 
+
+
+def _building(generations: dict[str, Generation]) -> set[str]:
+    """Generations a rebuild writes too: never trust a cached copy of theirs."""
+    return {f"{g.community_id}@{g.building}" for g in generations.values() if g.building is not None}
+
+
+def _remember_bounded(cache: OrderedDict, key, value, limit: int) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > limit:
+        cache.popitem(last=False)

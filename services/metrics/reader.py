@@ -12,16 +12,25 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 
-from services.metrics.kpis.calendar import Day, day_end_utc, iso, iso_week, week_of
-from services.metrics.kpis.members import MAU_DAYS
+from services.metrics.kpis import bitmaps
+from services.metrics.kpis.bitmaps import MAU_DAYS
+from services.metrics.kpis.calendar import (
+    Day,
+    day_end_utc,
+    iso,
+    iso_week,
+    local_day,
+    week_of,
+)
+from services.metrics.kpis.members import left_on
 from services.metrics.kpis.response import WINDOW_S, response_days
 from services.metrics.kpis.safety import EXPOSURE_WEEKS, exposure_retention, safety_days
 from services.metrics.kpis.segments import power_users
 from services.metrics.kpis.stats import share
 from services.metrics.store import MetricsStore, generation_key
 
-COUNTED = ("dau", "wau", "mau", "messages", "replies", "reactions", "joins", "leaves", "edits",
-           "deletes", "rsvps", "attended", "classified", "flagged", "positive", "negative", "neutral")
+COUNTED = ("messages", "replies", "reactions", "joins", "leaves", "edits", "deletes", "rsvps", "attended",
+           "classified", "flagged", "positive", "negative", "neutral")
 CHANNEL_COUNTED = ("messages", "replies", "reactions", "joins", "leaves", "classified", "flagged")
 SEAL_MARGIN = timedelta(days=7)  # seal this long before the facts expire
 
@@ -46,6 +55,7 @@ class KpiReader:
         tz = self.timezone_of(community_id)
         rows = await self.store.counter_rows(g, "day", first, last)
         carried = await self.store.running_totals(g, first, ("total_delta", "left_delta"))
+        members = await self.member_days(g, tz, first, last)
         responses = await self.responses(g, tz, first, last)
         start, end = day_end_utc(first - 1, tz).timestamp(), day_end_utc(last, tz).timestamp()
         safety = safety_days(await self.store.incident_records(g, start, end), tz)
@@ -55,16 +65,34 @@ class KpiReader:
             n = rows.get((day, None), Counter())
             total += n["total_delta"]
             left += n["left_delta"]
-            row = {"day": iso(day), **{name: n[name] for name in COUNTED}}
+            m = members[day]
+            row = {"day": iso(day), "dau": m["dau"], "wau": m["wau"], "mau": m["mau"],
+                   **{name: n[name] for name in COUNTED}}
             row.update(
-                stickiness=share(n["dau"], n["mau"]), new_members=n["new"], total_members=total,
-                left_members=left, engagement_rate=share(n["engaged"], total),
+                stickiness=share(m["dau"], m["mau"]), new_members=n["new"], total_members=total,
+                left_members=left, engagement_rate=share(m["engaged"], total),
                 flagged_share=share(n["flagged"], n["classified"]),
                 sentiment=share(n["positive"], n["positive"] + n["negative"]),
             )
             row.update(responses[day])
-            row.update(safety[day].as_dict(n["dau"]) if day in safety else _no_incidents(n["dau"]))
+            row.update(safety[day].as_dict(m["dau"]) if day in safety else _no_incidents(m["dau"]))
             out.append(row)
+        return out
+
+    async def member_days(self, g: str, tz: str, first: Day, last: Day) -> dict[Day, Counter]:
+        """DAU, WAU, MAU, engaged and dormant per day, from the day bitmaps of every partition."""
+        active = await self.store.bitmap_days(g, "active", first - bitmaps.LOOKBACK, last)
+        leavers = await self.store.leavers(g)
+        out: dict[Day, Counter] = {}
+        for day in range(first, last + 1):
+            total: Counter = Counter()
+            for partition, days in active.items():
+                left = 0
+                for member_partition, state in leavers:
+                    if member_partition == partition and state.index is not None and left_on(state, day, tz):
+                        left |= 1 << state.index
+                total.update(bitmaps.day_counts(days, day, left))
+            out[day] = total
         return out
 
     async def responses(self, g: str, tz: str, first: Day, last: Day) -> dict[Day, dict]:
@@ -93,26 +121,30 @@ class KpiReader:
     async def retention(self, community_id: str, first_week: Day, last_week: Day) -> list[dict]:
         g = await self.generation(community_id)
         tz = self.timezone_of(community_id)
-        cohorts = await self.store.counter_rows(g, "cohort", first_week, last_week)
+        cohorts = await self.store.bitmap_days(g, "cohort", week_of(first_week), last_week)
         now = self.clock()
+        today = local_day(now, tz)
+        active = await self.store.bitmap_days(g, "active", week_of(first_week), today)
         out = []
         for monday in range(week_of(first_week), last_week + 1, 7):
-            n = cohorts.get((monday, None), Counter())
-            if not n["size"]:
+            members = {p: weeks[monday] for p, weeks in cohorts.items() if weeks.get(monday)}
+            size = sum(bits.bit_count() for bits in members.values())
+            if not size:
                 continue
-            weeks = []
+            shares = []
             k = 0
             while day_end_utc(monday + 7 * k - 1, tz).timestamp() <= now:  # week W+k has begun
-                weeks.append(share(n[f"k{k}"], n["size"]))
+                kept = sum(bitmaps.retained(bits, active.get(p, {}), monday + 7 * k) for p, bits in members.items())
+                shares.append(share(kept, size))
                 k += 1
-            out.append({"cohort": iso_week(monday), "monday": iso(monday), "size": n["size"], "weeks": weeks})
+            out.append({"cohort": iso_week(monday), "monday": iso(monday), "size": size, "weeks": shares})
         return out
 
     async def segments(self, community_id: str, day: Day) -> dict:
         g = await self.generation(community_id)
         rows = await self.store.counter_rows(g, "day", day - MAU_DAYS + 1, day)
         carried = await self.store.running_totals(g, day + 1, ("total_delta", "left_delta"))
-        today = rows.get((day, None), Counter())
+        members = (await self.member_days(g, self.timezone_of(community_id), day, day))[day]
         facts_kept = self.clock() - self.store.facts_ttl.total_seconds()
         window_start = day_end_utc(day - MAU_DAYS, self.timezone_of(community_id)).timestamp()
         power = (power_users(await self.store.activity_facts(g, day - MAU_DAYS + 1, day)).as_dict()
@@ -120,7 +152,7 @@ class KpiReader:
                  {"power_users": None, "power_user_threshold": None, "power_user_activity_share": None})
         return {
             "as_of": iso(day), "new": sum(n["new"] for n in rows.values()), **power,
-            "dormant": today["dormant"], "left": carried["left_delta"], "total_members": carried["total_delta"],
+            "dormant": members["dormant"], "left": carried["left_delta"], "total_members": carried["total_delta"],
         }
 
     async def exposure(self, community_id: str, first_week: Day, last_week: Day) -> list[dict]:

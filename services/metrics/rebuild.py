@@ -156,9 +156,10 @@ class Rebuilds:
         def only_new(generation: Generation, _topic: str, _partition: int, _offset: int) -> list[str]:
             return [target] if generation.community_id == job.community_id else []
 
+        live = next(f for f in self.live if f.topic == topic)
         folder = BatchFolder(self.store, group=f"steward-metrics-rebuild-{target}", topic=topic, source=source,
                              timezone_of=self.timezone_of, targets=only_new, dedupe_window=self.dedupe_window,
-                             memory_scope=target)
+                             memory_scope=target, index_slot=1, lock=live.lock)
         ends = {TopicPartition(topic, int(key.split(":")[1])): end for key, end in fence.items()
                 if key.rsplit(":", 1)[0] == topic}
         tps = sorted(ends, key=lambda tp: tp.partition)

@@ -6,8 +6,11 @@ backfill can rebuild a community beside the live numbers and switch over at once
 - ``metrics_counters``: one document per (generation, scope, day, channel, partition)
   holding that shard's counts as top-level fields. Each partition's consumer owns its shards, so replicas never
   write the same document; reads add the shards up.
-- ``metrics_members``: one small document per member (first seen, membership events,
-  active days as a bitmap), written only when the member's state changes.
+- ``metrics_members``: one small document per member (first seen, membership events, its
+  bit number), written only when that changes: when it is first seen, mostly.
+- ``metrics_bitmaps``: per (generation, day, partition), the bitmap of the partition's
+  members active that day; per cohort week, the bitmap of its members.
+- ``metrics_indexes``: per (generation, partition), the next member bit number.
 - ``metrics_facts``: packed facts per (generation, source, day, partition, batch), under a
   TTL: what the joined KPIs read, and what rebuilds the de-duplication memory.
 - ``metrics_offsets``: per consumer group and partition, the last offset whose effects are
@@ -32,6 +35,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
 from services.metrics import codec
+from services.metrics.kpis import bitmaps
 from services.metrics.kpis.calendar import Day
 from services.metrics.kpis.facts import ActivityFact, VerdictFact
 from services.metrics.kpis.members import MemberState
@@ -70,7 +74,9 @@ class BatchWrite:
     offsets: dict[int, int]  # partition -> last offset of the batch
     writer: str
     counters: dict[tuple[str, int], Counter] = field(default_factory=dict)  # (generation, partition) -> counts
-    members: dict[tuple[str, str], MemberState] = field(default_factory=dict)  # (generation, member)
+    members: dict[tuple[str, str], tuple[int, MemberState]] = field(default_factory=dict)  # (generation, member) -> (partition, state)
+    bitmaps: dict[tuple[str, str, Day, int], int] = field(default_factory=dict)  # (generation, kind, day, partition)
+    indexes: dict[tuple[str, int, int], int] = field(default_factory=dict)  # (generation, partition, slot) -> next n
     facts: list[tuple[str, str, Day, int, int, list[list]]] = field(default_factory=list)
     # (generation, source, day, partition, first offset, rows)
 
@@ -86,6 +92,8 @@ class MetricsStore:
         self.client = db.client
         self.counters = db["metrics_counters"]
         self.members = db["metrics_members"]
+        self.bitmaps = db["metrics_bitmaps"]
+        self.indexes = db["metrics_indexes"]
         self.facts = db["metrics_facts"]
         self.offsets = db["metrics_offsets"]
         self.incidents = db["metrics_incidents"]
@@ -103,7 +111,8 @@ class MetricsStore:
         await self.facts.create_index([("topic", ASCENDING), ("p", ASCENDING), ("at", ASCENDING)])
         await self.facts.create_index("expires_at", expireAfterSeconds=0)
         await self.incidents.create_index([("g", ASCENDING), ("occurred_at", ASCENDING)])
-        await self.members.create_index("g")
+        await self.members.create_index([("g", ASCENDING), ("left", ASCENDING)])
+        await self.bitmaps.create_index([("g", ASCENDING), ("kind", ASCENDING), ("key", ASCENDING)])
         await self.sealed.create_index([("g", ASCENDING), ("kind", ASCENDING), ("key", ASCENDING)])
         self.transactions = await self._transactions_work()
         hello = await self.client.admin.command("hello")
@@ -139,18 +148,56 @@ class MetricsStore:
         ids = [SEP.join((group, topic, str(p))) for p in partitions]
         return {d["p"]: (d["offset"], d.get("writer", "")) async for d in self.offsets.find({"_id": {"$in": ids}})}
 
-    async def member_states(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], MemberState]:
+    async def member_states(self, keys: Iterable[tuple[str, str]], *,
+                            active_between: tuple[Day, Day] | None = None) -> dict[tuple[str, str], MemberState]:
+        """The members' states; with ``active_between``, their active days in that range too."""
         ids = [SEP.join(key) for key in keys]
         if not ids:
             return {}
-        return {(d["g"], d["m"]): codec.decode_member(d) async for d in self.members.find({"_id": {"$in": ids}})}
+        docs = [d async for d in self.members.find({"_id": {"$in": ids}})]
+        states = {(d["g"], d["m"]): codec.decode_member(d) for d in docs}
+        if active_between is not None:
+            for g in {d["g"] for d in docs}:
+                days = await self.bitmap_days(g, "active", *active_between)
+                for d in docs:
+                    if d["g"] == g and d.get("idx") is not None:
+                        states[(g, d["m"])].active = bitmaps.active_days_of(days.get(d["p"], {}), d["idx"])
+        return states
+
+    async def bitmap_docs(self, keys: Iterable[tuple[str, str, Day, int]]) -> dict[tuple[str, str, Day, int], int]:
+        """(generation, kind, day, partition) -> bitmap, for those stored."""
+        ids = [SEP.join(map(str, key)) for key in keys]
+        if not ids:
+            return {}
+        return {(d["g"], d["kind"], d["key"], d["p"]): bitmaps.from_bytes(d["bits"])
+                async for d in self.bitmaps.find({"_id": {"$in": ids}})}
+
+    async def bitmap_days(self, generation: str, kind: str, first: Day, last: Day) -> dict[int, dict[Day, int]]:
+        """partition -> day (or cohort week) -> bitmap, for first..last."""
+        out: dict[int, dict[Day, int]] = defaultdict(dict)
+        async for d in self.bitmaps.find({"g": generation, "kind": kind, "key": {"$gte": first, "$lte": last}}):
+            out[d["p"]][d["key"]] = bitmaps.from_bytes(d["bits"])
+        return out
+
+    async def next_indexes(self, keys: Iterable[tuple[str, int]], *, slot: int) -> dict[tuple[str, int], int]:
+        keys = list(keys)
+        ids = [SEP.join((g, str(p), str(slot))) for g, p in keys]
+        found = {(d["g"], d["p"]): d["next"] async for d in self.indexes.find({"_id": {"$in": ids}})}
+        return {key: found.get(key, 0) for key in keys}
+
+    async def leavers(self, generation: str) -> list[tuple[int, MemberState]]:
+        """(partition, state) of every member with a leave among its membership events."""
+        return [(d["p"], codec.decode_member(d)) async for d in self.members.find({"g": generation, "left": True})]
 
     async def write_batch(self, batch: BatchWrite) -> None:
         if not self.transactions:
             await self._write(batch, None)
             return
-        async with self._one_at_a_time or contextlib.nullcontext(), self.client.start_session() as session:
-            await session.with_transaction(lambda s: self._write(batch, s))
+        # No automatic retry of the same writes: a conflict means another writer changed a
+        # member or a bitmap this batch read, so the whole batch is folded again, from a re-read.
+        async with (self._one_at_a_time or contextlib.nullcontext(), self.client.start_session() as session,
+                    await session.start_transaction()):
+            await self._write(batch, session)
 
     async def _write(self, batch: BatchWrite, session) -> None:
         counter_ops = []
@@ -166,8 +213,20 @@ class MetricsStore:
                      "$setOnInsert": {"g": generation, "scope": scope, "day": day, "channel": channel, "p": partition}},
                     upsert=True))
         member_ops = [
-            UpdateOne({"_id": SEP.join(key)}, {"$set": {"g": key[0], "m": key[1], **codec.encode_member(state)}}, upsert=True)
-            for key, state in batch.members.items()
+            UpdateOne({"_id": SEP.join(key)},
+                      {"$set": {"g": key[0], "m": key[1], "p": partition, **codec.encode_member(state)}}, upsert=True)
+            for key, (partition, state) in batch.members.items()
+        ]
+        bitmap_ops = [
+            UpdateOne({"_id": SEP.join(map(str, key))},
+                      {"$set": {"g": key[0], "kind": key[1], "key": key[2], "p": key[3], "bits": bitmaps.to_bytes(bits)}},
+                      upsert=True)
+            for key, bits in batch.bitmaps.items()
+        ]
+        index_ops = [
+            UpdateOne({"_id": SEP.join((g, str(p), str(slot)))},
+                      {"$set": {"g": g, "p": p, "slot": slot, "next": following}}, upsert=True)
+            for (g, p, slot), following in batch.indexes.items()
         ]
         now = datetime.now(UTC)
         # An upsert, not an insert: without transactions a retried batch meets its own facts.
@@ -179,7 +238,8 @@ class MetricsStore:
                           "blob": codec.pack(rows)}}, upsert=True)
             for generation, source, day, partition, first_offset, rows in batch.facts
         ]
-        for collection, ops in ((self.counters, counter_ops), (self.members, member_ops), (self.facts, fact_ops)):
+        for collection, ops in ((self.counters, counter_ops), (self.members, member_ops), (self.bitmaps, bitmap_ops),
+                                (self.indexes, index_ops), (self.facts, fact_ops)):
             if ops:
                 await collection.bulk_write(ops, ordered=False, session=session)
         await self.offsets.bulk_write([
@@ -246,7 +306,8 @@ class MetricsStore:
         await self.drop_generation(generation_key(community_id, generation))
 
     async def drop_generation(self, generation: str) -> None:
-        for collection in (self.counters, self.members, self.facts, self.incidents, self.sealed):
+        for collection in (self.counters, self.members, self.bitmaps, self.indexes, self.facts, self.incidents,
+                           self.sealed):
             await collection.delete_many({"g": generation})
 
     async def forget_group(self, group: str) -> None:

@@ -1,7 +1,6 @@
 """Identity links on a real MongoDB-protocol server, through the HTTP API."""
 
 import asyncio
-from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -18,7 +17,9 @@ from services.metrics.identity.store import (
     IdentityStore,
 )
 from services.metrics.identity.views import build_identity_router
-from services.metrics.kpis.members import MemberState, contributions
+from services.metrics.kpis.bitmaps import to_bytes
+from services.metrics.kpis.members import MemberState
+from services.metrics.reader import KpiReader
 from services.metrics.store import MetricsStore
 from services.runtime.mongo import make_mongo
 from services.runtime.settings import RuntimeSettings
@@ -52,7 +53,8 @@ async def env(backend, unique):
     identity = IdentityStore(db)
     await identity.create_indexes()
     app = FastAPI()
-    app.include_router(build_identity_router(identity, MetricsStore(db)))
+    metrics = MetricsStore(db)
+    app.include_router(build_identity_router(identity, metrics, KpiReader(metrics, lambda _: "UTC")))
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
             yield Env(http, identity, db, f"c-{unique}")
@@ -211,31 +213,28 @@ async def test_suggestions_come_from_observed_events_and_go_once_linked(env):
     assert [s["reason"] for s in found] == ["same verified email"]
 
 
-async def write_metrics(db: AsyncDatabase, community: str, states: dict[str, MemberState]) -> Counter:
-    """Member documents and day counters as the metrics store writes them; the per-id counts."""
+async def write_metrics(db: AsyncDatabase, community: str, states: dict[str, MemberState]) -> None:
+    """Member documents and day bitmaps as the metrics store writes them (one partition)."""
     generation = f"{community}@0"
+    days: dict[int, int] = {}
+    for index, (member, state) in enumerate(states.items()):
+        state.index = index
+        for day in state.active:
+            days[day] = days.get(day, 0) | 1 << index
     await db["metrics_members"].insert_many([
-        {"_id": f"{generation}|{m}", "g": generation, "m": m, **encode_member(s)} for m, s in states.items()])
-    counts: Counter = Counter()
-    for state in states.values():
-        counts.update({(metric, day): n for (metric, day, _), n in contributions(state).items()
-                       if metric in ("dau", "wau", "mau")})
-    by_day: dict[int, dict] = {}
-    for (metric, day), n in counts.items():
-        by_day.setdefault(day, {})[metric] = n
-    await db["metrics_counters"].insert_many([
-        {"_id": f"{generation}|day|{day}||0", "g": generation, "scope": "day", "day": day, "channel": None,
-         "p": 0, "n": n} for day, n in by_day.items()])
-    return counts
+        {"_id": f"{generation}|{m}", "g": generation, "m": m, "p": 0, **encode_member(s)} for m, s in states.items()])
+    await db["metrics_bitmaps"].insert_many([
+        {"_id": f"{generation}|active|{day}|0", "g": generation, "kind": "active", "key": day, "p": 0,
+         "bits": to_bytes(bits)} for day, bits in days.items()])
 
 
 async def test_person_kpis_count_a_linked_person_once(env):
     seen = datetime(2026, 2, 1, tzinfo=UTC).timestamp()
     await write_metrics(env.db, env.community, {
-        "7": MemberState(seen, [], {D0, D0 + 1}),  # discourse
-        "42": MemberState(seen - 86_400, [], {D0, D0 + 9}),  # telegram: the same person
-        "U9": MemberState(seen, [], {D0}),  # one slack id, also known on discord under the same id
-        "X": MemberState(seen, [], {D0 + 1}),
+        "7": MemberState(seen, [], active={D0, D0 + 1}),  # discourse
+        "42": MemberState(seen - 86_400, [], active={D0, D0 + 9}),  # telegram: the same person
+        "U9": MemberState(seen, [], active={D0}),  # one slack id, also known on discord under the same id
+        "X": MemberState(seen, [], active={D0 + 1}),
     })
     person = (await env.link(("discourse", "7"), ("telegram", "42"))).json()["person_id"]
     assert (await env.link(("slack", "U9"), ("discord", "U9"))).status_code == 201

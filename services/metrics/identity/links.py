@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from schemas.activity import MemberActivity
+from services.metrics.kpis.bitmaps import MAU_DAYS, WAU_DAYS
 from services.metrics.kpis.calendar import Day, iso
-from services.metrics.kpis.members import MAU_DAYS, WAU_DAYS, MemberState
+from services.metrics.kpis.members import MemberState
 
 USERNAME_ATTRIBUTES = ("username", "login")
 EMAIL_ATTRIBUTE = "email"

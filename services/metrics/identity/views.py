@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import time
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
@@ -39,11 +40,14 @@ from services.metrics.identity.store import (
     UnknownMember,
     UnknownPerson,
 )
-from services.metrics.kpis.calendar import Day, iso
+from services.metrics.kpis.bitmaps import MAU_DAYS
+from services.metrics.kpis.calendar import Day, iso, local_day
 from services.metrics.kpis.members import MemberState
+from services.metrics.reader import KpiReader
 from services.metrics.store import MetricsStore, generation_key
 
 MAX_RANGE_DAYS = 366
+PERSON_HISTORY_DAYS = 400  # a person's activity is read back this far
 STATUS = {InvalidLink: 400, AlreadyLinked: 409, ConcurrentChange: 409, UnknownPerson: 404, UnknownMember: 404}
 ERRORS = {400: {"description": "The request breaks a rule (the message says which)"},
           404: {"description": "No such person, or the id is not linked to it"},
@@ -76,11 +80,13 @@ def decode_cursor(cursor: str) -> str:
     return person_id
 
 
-async def _states(metrics: MetricsStore, generation: str, member_ids: Iterable[str]) -> dict[str, MemberState]:
+async def _states(metrics: MetricsStore, generation: str, member_ids: Iterable[str],
+                  active_between: tuple[Day, Day]) -> dict[str, MemberState]:
     ids = sorted(set(member_ids))
     out: dict[str, MemberState] = {}
     for start in range(0, len(ids), IN_CHUNK):
-        found = await metrics.member_states([(generation, m) for m in ids[start:start + IN_CHUNK]])
+        found = await metrics.member_states([(generation, m) for m in ids[start:start + IN_CHUNK]],
+                                            active_between=active_between)
         out.update({member_id: state for (_, member_id), state in found.items()})
     return out
 
@@ -90,7 +96,7 @@ async def _generation(metrics: MetricsStore, community_id: str) -> str:
     return generation_key(community_id, generations[community_id].current)
 
 
-def build_identity_router(store: IdentityStore, metrics: MetricsStore) -> APIRouter:
+def build_identity_router(store: IdentityStore, metrics: MetricsStore, reader: KpiReader) -> APIRouter:
     router = APIRouter(tags=["identity"])
 
     @router.post(
@@ -134,7 +140,9 @@ def build_identity_router(store: IdentityStore, metrics: MetricsStore) -> APIRou
         person = await store.get_person(community_id, person_id)
         if person is None:
             raise HTTPException(404, f"no person {person_id!r} in community {community_id!r}")
-        states = await _states(metrics, await _generation(metrics, community_id), (m for _, m in person.members))
+        today = local_day(time.time(), reader.timezone_of(community_id))
+        states = await _states(metrics, await _generation(metrics, community_id), (m for _, m in person.members),
+                               (today - PERSON_HISTORY_DAYS, today))
         return {**_person(person), "kpis": person_kpis({(p, m): states.get(m) for p, m in person.members})}
 
     @router.get(
@@ -187,21 +195,22 @@ def build_identity_router(store: IdentityStore, metrics: MetricsStore) -> APIRou
             raise HTTPException(400, f"a range covers at most {MAX_RANGE_DAYS} days")
         first, last = first_date.toordinal(), last_date.toordinal()
         generation = await _generation(metrics, community_id)
-        rows = await metrics.counter_rows(generation, "day", first, last)
+        rows = await reader.member_days(generation, reader.timezone_of(community_id), first, last)
         persons = [p async for p in store.all_persons(community_id) if len(p.members) > 1]
-        states = await _states(metrics, generation, (m for p in persons for _, m in p.members))
+        states = await _states(metrics, generation, (m for p in persons for _, m in p.members),
+                               (first - MAU_DAYS + 1, last))
         # One state per distinct member id: two platforms' ids that metrics already merged count once.
         adjust = person_adjustments(
             [[states[m] for m in {m for _, m in p.members} if m in states] for p in persons], first, last)
         return {"community_id": community_id, "from": first_date, "to": last_date,
-                "linked_persons": len(persons), "days": [_day(day, rows.get((day, None), Counter()), adjust)
+                "linked_persons": len(persons), "days": [_day(day, rows.get(day, Counter()), adjust)
                                                          for day in range(first, last + 1)]}
 
     return router
 
 
 def _day(day: Day, ids: Counter, adjust: Counter) -> dict:
-    # Clamped: without transactions (nx-27017) a crash can leave counters behind member states.
+    # Clamped: without transactions (a standalone mongod) a crash can leave bitmaps behind member states.
     persons = {metric: max(0, ids.get(metric, 0) - adjust[(metric, day)]) for metric in WINDOWS}
     return {"day": iso(day), **persons, "stickiness": persons["dau"] / persons["mau"] if persons["mau"] else None,
             "ids": {metric: ids.get(metric, 0) for metric in WINDOWS}}

@@ -1,9 +1,10 @@
-"""The write-time fold: new (deduplicated) facts in, counter increments and member states out.
+"""The write-time fold: new (deduplicated) facts in; counter increments, member states,
+active members per day and cohort moves out.
 
-Pure: the store loads the member states a batch touches, calls :func:`fold_activity` and
-:func:`fold_verdicts`, and writes what they return in one transaction. Counters are keyed
-``(community, scope, day, channel, field)``; scope ``day`` and ``channel`` hold a day's
-numbers, ``cohort`` a retention cohort's (its day is the cohort's Monday).
+Pure: the consumer loads the member states a batch touches, calls :func:`fold_activity` and
+:func:`fold_verdicts`, turns members into bits, and writes it all in one transaction.
+Counters are keyed ``(community, scope, day, channel, field)``; scope ``day`` and
+``channel`` hold a day's numbers.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ CHANNEL_FIELDS = frozenset({"messages", "replies", "reactions", "joins", "leaves
 @dataclass
 class Folded:
     counters: Counter = field(default_factory=Counter)  # CounterKey -> increment
-    members: dict[MemberKey, MemberState] = field(default_factory=dict)  # changed states only
+    members: dict[MemberKey, MemberState] = field(default_factory=dict)  # every touched member's state
+    active: dict[tuple[str, Day], set[str]] = field(default_factory=dict)  # (community, day) -> members
+    cohorts: dict[MemberKey, tuple[Day | None, Day]] = field(default_factory=dict)  # moved: (from, to)
 
 
 def _volume(fact: ActivityFact, day: Day, counters: Counter) -> None:
@@ -67,20 +70,19 @@ def fold_activity(
         state = out.members.get(key)
         if state is None:
             state = out.members[key] = states.get(key, MemberState()).copy()
-        state.observe(
-            fact.at,
-            active_day=day if fact.kind in ACTIVE_KINDS else None,
-            membership={"member_joined": JOIN, "member_left": LEAVE}.get(fact.kind),
-        )
+        state.observe(fact.at, membership={"member_joined": JOIN, "member_left": LEAVE}.get(fact.kind))
+        if fact.kind in ACTIVE_KINDS:
+            out.active.setdefault((fact.community_id, day), set()).add(fact.member_id)
     for key, state in out.members.items():
         community = key[0]
         tz = timezone_of(community)
-        change = diff(contributions(states.get(key, MemberState()), tz), contributions(state, tz))
-        for (metric, day, k), n in change.items():
-            if metric in ("cohort_size", "retained"):
-                out.counters[(community, "cohort", day, None, "size" if k is None else f"k{k}")] += n
-            else:
-                out.counters[(community, "day", day, None, metric)] += n
+        before = states.get(key, MemberState())
+        if before == state:
+            continue
+        for (metric, day), n in diff(contributions(before, tz), contributions(state, tz)).items():
+            out.counters[(community, "day", day, None, metric)] += n
+        if before.cohort(tz) != state.cohort(tz):
+            out.cohorts[key] = (before.cohort(tz), state.cohort(tz))
     return out
 
 

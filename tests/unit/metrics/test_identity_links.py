@@ -1,6 +1,5 @@
 """Identity hints, suggestions and person counts, checked against brute force."""
 
-from collections import Counter
 from datetime import UTC, date, datetime
 
 import pytest
@@ -18,7 +17,8 @@ from services.metrics.identity.links import (
     profile_of,
     suggest,
 )
-from services.metrics.kpis.members import MAU_DAYS, WAU_DAYS, MemberState, contributions
+from services.metrics.kpis.bitmaps import MAU_DAYS, WAU_DAYS, day_counts
+from services.metrics.kpis.members import MemberState
 
 D0 = date(2026, 3, 2).toordinal()
 
@@ -130,13 +130,13 @@ member_states = st.builds(
 def test_adjustments_turn_id_counts_into_person_counts(persons, first, span):
     first, last = D0 + first, D0 + first + span
     adjust = person_adjustments(persons, first, last)
-    # The per-id counters as the metrics fold writes them, summed over every id.
-    folded: Counter = Counter()
-    for states in persons:
-        for state in states:
-            folded.update(contributions(state))
+    # The per-id counts as metrics reads them from its day bitmaps, one bit per id.
+    days: dict[int, int] = {}
+    for index, state in enumerate(s for states in persons for s in states):
+        for day in state.active:
+            days[day] = days.get(day, 0) | 1 << index
     for (metric, day), (ids, people) in brute_force(persons, first, last).items():
-        assert folded[(metric, day, None)] == ids
+        assert day_counts(days, day)[metric] == ids
         assert ids - adjust[(metric, day)] == people, (metric, day)
     assert all(first <= day <= last and n > 0 for (_, day), n in adjust.items())
 

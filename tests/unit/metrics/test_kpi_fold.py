@@ -8,16 +8,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.metrics.codec import (
-    decode_days,
-    decode_member,
-    encode_days,
-    encode_member,
+from services.metrics.codec import decode_member, encode_member
+from services.metrics.kpis.bitmaps import (
+    active_days_of,
+    day_counts,
+    from_bytes,
+    retained,
+    to_bytes,
 )
 from services.metrics.kpis.calendar import from_iso, iso, local_day, week_of
 from services.metrics.kpis.facts import ActivityFact, VerdictFact
 from services.metrics.kpis.fold import fold_activity, fold_verdicts
-from services.metrics.kpis.members import JOIN, LEAVE, MemberState, contributions
+from services.metrics.kpis.members import (
+    JOIN,
+    LEAVE,
+    MemberState,
+    contributions,
+    left_on,
+)
 from services.metrics.kpis.response import response_days
 from services.metrics.kpis.safety import IncidentRecord, exposure_retention, safety_days
 from services.metrics.kpis.segments import power_users
@@ -34,35 +42,40 @@ def fact(n: int, member: str, kind: str = "message_posted", at: float = T0, **ex
 
 
 def metric(counts: Counter, name: str) -> dict[int, int]:
-    return {day - D0: n for (m, day, _), n in counts.items() if m == name and n}
+    return {day - D0: n for (m, day), n in counts.items() if m == name and n}
 
 
-def test_one_active_day_spreads_over_the_week_and_the_month():
-    state = MemberState(T0, [], {D0})
-    counts = contributions(state)
-    assert metric(counts, "dau") == {0: 1}
-    assert metric(counts, "wau") == {k: 1 for k in range(7)}
-    assert metric(counts, "mau") == {k: 1 for k in range(30)}
-    assert metric(counts, "engaged") == {k: 1 for k in range(30)}
-    assert metric(counts, "dormant") == {k: 1 for k in range(30, 90)}
+def bits(*members: int) -> int:
+    return sum(1 << m for m in set(members))
+
+
+def test_windows_from_day_bitmaps():
+    days = {D0: bits(0, 1), D0 + 3: bits(1), D0 + 40: bits(2), D0 + 95: bits(0)}
+    assert day_counts(days, D0) == {"dau": 2, "wau": 2, "mau": 2, "engaged": 2, "dormant": 0}
+    assert day_counts(days, D0 + 6)["wau"] == 2 and day_counts(days, D0 + 7)["wau"] == 1
+    assert day_counts(days, D0 + 29)["mau"] == 2 and day_counts(days, D0 + 33)["mau"] == 0
+    assert day_counts(days, D0 + 40, left=bits(2))["engaged"] == 0  # in MAU but left
+    # Dormant on D: active in D-89..D-30, not in D-29..D.
+    assert day_counts(days, D0 + 30)["dormant"] == 1  # member 1 was back on D0+3
+    assert day_counts(days, D0 + 33)["dormant"] == 2
+    assert day_counts(days, D0 + 95)["dormant"] == 1  # member 2 (D0+40); member 0 came back
+    assert retained(bits(0, 1, 2), days, week_of(D0)) == 2
+
+
+def test_a_new_member_counts_once_from_its_first_day():
+    counts = contributions(MemberState(T0))
     assert metric(counts, "new") == {0: 1}
     assert metric(counts, "total_delta") == {0: 1}
 
 
 def test_leaving_ends_membership_and_a_tie_with_a_join_is_a_leave():
-    state = MemberState(T0, [(T0 + 2 * DAY, JOIN), (T0 + 2 * DAY, LEAVE)], {D0})
-    state.membership.sort(key=lambda e: (e[0], e[1] == LEAVE))
+    state = MemberState(T0)
+    state.observe(T0 + 2 * DAY, membership=JOIN)
+    state.observe(T0 + 2 * DAY, membership=LEAVE)
     counts = contributions(state)
     assert metric(counts, "total_delta") == {0: 1, 2: -1}
     assert metric(counts, "left_delta") == {2: 1}
-    assert metric(counts, "engaged") == {0: 1, 1: 1}  # in MAU for 30 days, counted only until it left
-
-
-def test_retention_cells_count_weeks_after_the_first_seen_week():
-    state = MemberState(T0, [], {D0, D0 + 1, D0 + 8, D0 + 22})
-    cells = {k: n for (m, week, k), n in contributions(state).items() if m == "retained"}
-    assert cells == {0: 1, 1: 1, 3: 1}
-    assert contributions(state)[("cohort_size", week_of(D0), None)] == 1
+    assert left_on(state, D0 + 2, "UTC") and not left_on(state, D0 + 1, "UTC")
 
 
 member_facts = st.lists(
@@ -73,15 +86,21 @@ member_facts = st.lists(
 )
 
 
-def fold_in_batches(facts: list[ActivityFact], cuts: list[int]) -> Counter:
+def fold_in_batches(facts: list[ActivityFact], cuts: list[int]) -> tuple[Counter, dict, dict]:
+    """Counters, day -> active members, and member -> cohort, after folding in batches."""
     states: dict = {}
     total: Counter = Counter()
+    active: dict = {}
+    cohorts: dict = {}
     bounds = sorted({0, len(facts), *[c % (len(facts) + 1) for c in cuts]})
     for start, end in itertools.pairwise(bounds):
         folded = fold_activity(facts[start:end], states, lambda _: "Europe/Paris")
         total.update(folded.counters)
         states.update(folded.members)
-    return Counter({k: n for k, n in total.items() if n})
+        for key, members in folded.active.items():
+            active.setdefault(key, set()).update(members)
+        cohorts.update({member: new for member, (_, new) in folded.cohorts.items()})
+    return Counter({k: n for k, n in total.items() if n}), active, cohorts
 
 
 @settings(max_examples=200, deadline=None)
@@ -97,8 +116,12 @@ def test_unchanged_members_are_not_rewritten_and_volume_is_per_channel():
     assert folded.counters[("acme", "day", D0, None, "messages")] == 2
     assert folded.counters[("acme", "day", D0, None, "replies")] == 1
     assert folded.counters[("acme", "channel", D0, "help", "replies")] == 1
+    assert folded.active == {("acme", D0): {"a"}}
+    assert folded.cohorts == {("acme", "a"): (None, week_of(D0))}
     again = fold_activity([fact(3, "a", "message_edited")], folded.members, lambda _: "UTC")
     assert again.members[("acme", "a")] == folded.members[("acme", "a")]  # state unchanged by an edit
+    assert dict(again.counters) == {("acme", "day", D0, None, "edits"): 1}  # volume only
+    assert not again.cohorts and not again.active
 
 
 def test_verdicts_count_sentiment_and_flags_per_channel():
@@ -188,14 +211,18 @@ def test_exposure_compares_members_who_met_a_flagged_message():
     assert (row.unexposed, row.unexposed_retained) == (2, 1)  # troll and bystander
 
 
-@given(st.sets(st.integers(700_000, 760_000), max_size=200))
-def test_active_days_survive_the_bitmap(days):
-    assert decode_days(encode_days(days)) == days
+@given(st.sets(st.integers(0, 5000), max_size=200))
+def test_bitmaps_survive_their_bytes(members):
+    bitmap = sum(1 << m for m in members)
+    assert from_bytes(to_bytes(bitmap)) == bitmap
+    assert active_days_of({D0: bitmap}, 7) == ({D0} if 7 in members else set())
 
 
 def test_member_documents_round_trip():
-    state = MemberState(T0, [(T0, JOIN), (T0 + DAY, LEAVE)], {D0, D0 + 40})
-    assert decode_member(encode_member(state)) == state
+    state = MemberState(T0, [(T0, JOIN), (T0 + DAY, LEAVE)], 12)
+    document = encode_member(state)
+    assert document["left"] is True
+    assert decode_member(document) == state
 
 
 @pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata"])
