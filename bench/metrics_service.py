@@ -67,8 +67,11 @@ from pymongo.monitoring import CommandListener
 from schemas import MemberActivity, topics
 from services.localstack.processes import Child, free_port
 from services.localstack.stack import SERVER_OPTIONS, LocalStack
+from services.metrics.app import FETCH_WAIT_MS
+from services.runtime.settings import MetricsSettings
 
 RESULTS = Path(__file__).with_name("results") / "metrics_service.json"
+DEFAULTS = MetricsSettings()
 EVENTS = int(os.environ.get("BENCH_EVENTS", "300000"))
 DAYS = int(os.environ.get("BENCH_DAYS", "28"))
 BASELINE_EVENTS = int(os.environ.get("BENCH_BASELINE_EVENTS", "10000"))
@@ -538,7 +541,8 @@ def main() -> None:
         "machine": {"cpu_count": CORES, "platform": platform.platform(), "python": platform.python_version(),
                     "note": "broker (tansu), store (nx-27017), service and bench share the cores"},
         "service": "services.metrics.app:create_app under uvicorn (uvloop, one worker); defaults: "
-                   "batch_max 5000, batch_wait_ms 200, fetch_max_wait_ms 10",
+                   f"batch_max {DEFAULTS.batch_max}, batch_wait_ms {DEFAULTS.batch_wait_ms}, "
+                   f"fetch_max_wait_ms {FETCH_WAIT_MS}",
         "workload": truth["shape"],
         "preload_records_per_s": round(load_rate, 1),
         "service_run": service,

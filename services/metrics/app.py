@@ -36,6 +36,8 @@ from services.runtime.service import Service
 from services.runtime.settings import MetricsSettings
 
 GROUP_ID = "steward-metrics"  # one group per topic: each subscriber is its own consumer
+# KPIs are not a latency path: a longer long-poll saves the CPU that idle fetches burn.
+FETCH_WAIT_MS = 250
 
 
 def create_service(settings: MetricsSettings | None = None) -> Service:
@@ -77,10 +79,13 @@ def create_service(settings: MetricsSettings | None = None) -> Service:
                 events.append(event)
         return out
 
-    batch = {"batch": True, "max_records": settings.batch_max, "batch_timeout_ms": settings.batch_wait_ms}
+    # The handlers parse each record themselves (a poison one is dead-lettered alone), so
+    # FastStream's per-record decoding of the batch would be work thrown away.
+    batch = {"batch": True, "max_records": settings.batch_max, "batch_timeout_ms": settings.batch_wait_ms,
+             "decoder": _undecoded}
 
     @service.broker.subscriber(
-        topics.ACTIVITY, **consumer_options(settings, f"{GROUP_ID}-activity"), **batch,
+        topics.ACTIVITY, **consumer_options(settings, f"{GROUP_ID}-activity", fetch_max_wait_ms=FETCH_WAIT_MS), **batch,
         title=f"{topics.ACTIVITY}:metrics",
         description="MemberActivity folded into counters and member states, a batch per transaction.",
     )
@@ -90,7 +95,7 @@ def create_service(settings: MetricsSettings | None = None) -> Service:
         await identities.observe(events)  # usernames and verified emails, for identity suggestions
 
     @service.broker.subscriber(
-        topics.VERDICTS, **consumer_options(settings, f"{GROUP_ID}-verdicts"), **batch,
+        topics.VERDICTS, **consumer_options(settings, f"{GROUP_ID}-verdicts", fetch_max_wait_ms=FETCH_WAIT_MS), **batch,
         title=f"{topics.VERDICTS}:metrics",
         description="ModerationVerdicts folded into safety and sentiment counters.",
     )
@@ -98,14 +103,14 @@ def create_service(settings: MetricsSettings | None = None) -> Service:
         await verdicts.fold(await parsed(msg, ModerationVerdict, VerdictFact.of))
 
     @service.broker.subscriber(
-        topics.INCIDENTS, **consumer_options(settings, f"{GROUP_ID}-incidents"),
+        topics.INCIDENTS, **consumer_options(settings, f"{GROUP_ID}-incidents", fetch_max_wait_ms=FETCH_WAIT_MS),
         title=f"{topics.INCIDENTS}:metrics",
     )
     async def on_incident(incident: Incident) -> None:
         await record_incident(store, incident)
 
     @service.broker.subscriber(
-        topics.FEEDBACK, **consumer_options(settings, f"{GROUP_ID}-feedback"),
+        topics.FEEDBACK, **consumer_options(settings, f"{GROUP_ID}-feedback", fetch_max_wait_ms=FETCH_WAIT_MS),
         title=f"{topics.FEEDBACK}:metrics",
     )
     async def on_feedback(decision: ModeratorFeedback) -> None:
@@ -117,6 +122,10 @@ def create_service(settings: MetricsSettings | None = None) -> Service:
     service.app.include_router(build_rebuild_router(rebuilds, settings.api_keys))
     install_error_handlers(service.app)
     return service
+
+
+async def _undecoded(_msg) -> None:
+    return None
 
 
 def _group(record: ConsumerRecord) -> str:

@@ -18,7 +18,6 @@ cache is dropped whenever another writer touched the partition.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 import uuid
 from collections import OrderedDict, defaultdict
@@ -129,8 +128,7 @@ class BatchFolder:
             await self._fold_activity(scoped, batch, generations)
         else:
             for partition, items in scoped.items():
-                facts = [dataclasses.replace(fact, community_id=key) for _, fact, key in items]
-                batch.count_all(partition, fold_verdicts(facts, self._zone))
+                batch.count_all(partition, fold_verdicts([(key, fact) for _, fact, key in items], self._zone))
         self._pack(scoped, batch)
         await self.store.write_batch(batch)
         self._remember(fresh, batch, generations)
@@ -168,8 +166,7 @@ class BatchFolder:
         sets: dict[tuple[str, str, int, int], int] = defaultdict(int)
         clears: dict[tuple[str, str, int, int], int] = defaultdict(int)
         for partition, items in scoped.items():
-            facts = [dataclasses.replace(fact, community_id=key) for _, fact, key in items]
-            folded = fold_activity(facts, states, self._zone)
+            folded = fold_activity([(key, fact) for _, fact, key in items], states, self._zone)
             batch.count_all(partition, folded.counters)
             for member, state in folded.members.items():
                 if state.index is None:

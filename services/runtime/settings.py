@@ -109,8 +109,8 @@ class MetricsSettings(RuntimeSettings):
         description='Community time zones, e.g. {"acme": "Europe/Paris"}; UTC for the rest. '
         "Changing one needs a backfill of that community.",
     )
-    batch_max: int = Field(default=5000, ge=1, description="Most records folded in one transaction.")
-    batch_wait_ms: int = Field(default=200, ge=0, description="Longest wait for a batch to fill.")
+    batch_max: int = Field(default=10_000, ge=1, description="Most records folded in one transaction.")
+    batch_wait_ms: int = Field(default=500, ge=0, description="Longest wait for a batch to fill.")
     dedupe_window_hours: float = Field(
         default=48, gt=0, description="How far back a re-published event id is recognised."
     )

@@ -104,6 +104,8 @@ def mask_email(email: str) -> str:
 def profile_of(event: MemberActivity) -> Profile | None:
     """The identity hints an event carries, or None when it carries none."""
     attributes = event.attributes
+    if not attributes:
+        return None  # most events: nothing to read, and this runs for every one
     username = next((name for name in map(normalize_username, (attributes.get(a) for a in USERNAME_ATTRIBUTES))
                      if name), None)
     states_email = EMAIL_ATTRIBUTE in attributes

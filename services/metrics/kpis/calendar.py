@@ -18,8 +18,20 @@ def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+_UNIX_DAY0 = date(1970, 1, 1).toordinal()
+_QUARTER_HOUR = 900  # every zone's UTC offset changes on a quarter hour of UTC
+_offsets: dict[tuple[str, int], float] = {}
+
+
 def local_day(epoch_s: float, tz: str = "UTC") -> Day:
-    return datetime.fromtimestamp(epoch_s, zone(tz)).date().toordinal()
+    # Hot: every event. The zone's offset is looked up once per quarter hour of UTC.
+    key = (tz, int(epoch_s // _QUARTER_HOUR))
+    offset = _offsets.get(key)
+    if offset is None:
+        if len(_offsets) > 100_000:
+            _offsets.clear()
+        offset = _offsets[key] = datetime.fromtimestamp(epoch_s, zone(tz)).utcoffset().total_seconds()
+    return int((epoch_s + offset) // 86_400) + _UNIX_DAY0
 
 
 def week_of(day: Day) -> Day:

@@ -31,6 +31,7 @@ VOLUME_FIELDS = {
     "event_attended": "attended",
 }
 CHANNEL_FIELDS = frozenset({"messages", "replies", "reactions", "joins", "leaves"})
+MEMBERSHIP = {"member_joined": JOIN, "member_left": LEAVE}
 
 
 @dataclass
@@ -41,7 +42,7 @@ class Folded:
     cohorts: dict[MemberKey, tuple[Day | None, Day]] = field(default_factory=dict)  # moved: (from, to)
 
 
-def _volume(fact: ActivityFact, day: Day, counters: Counter) -> None:
+def _volume(scope: str, fact: ActivityFact, day: Day, counters: Counter) -> None:
     names = [VOLUME_FIELDS[fact.kind]]
     if fact.kind == "message_posted":
         if fact.reply_to is not None:
@@ -49,50 +50,62 @@ def _volume(fact: ActivityFact, day: Day, counters: Counter) -> None:
         if fact.question:
             names.append("questions")
     for name in names:
-        counters[(fact.community_id, "day", day, None, name)] += 1
+        counters[(scope, "day", day, None, name)] += 1
         if fact.channel_id is not None and name in CHANNEL_FIELDS:
-            counters[(fact.community_id, "channel", day, fact.channel_id, name)] += 1
+            counters[(scope, "channel", day, fact.channel_id, name)] += 1
 
 
 def fold_activity(
-    facts: Iterable[ActivityFact],
+    facts: Iterable[tuple[str, ActivityFact]],
     states: Mapping[MemberKey, MemberState],
     timezone_of: Callable[[str], str],
 ) -> Folded:
-    """Counters and member states after ``facts``; ``states`` holds every member they
-    touch (an empty state for one never seen) and is not modified."""
+    """Counters and member states after ``facts``, each given with the scope (community, or
+    community generation) it counts in; ``states`` holds the members they touch that were
+    seen before, and is not modified."""
     out = Folded()
-    for fact in facts:
-        tz = timezone_of(fact.community_id)
+    zones: dict[str, str] = {}
+    copied: set[MemberKey] = set()
+    for scope, fact in facts:
+        tz = zones.get(scope) or zones.setdefault(scope, timezone_of(scope))
         day = local_day(fact.at, tz)
-        _volume(fact, day, out.counters)
-        key = (fact.community_id, fact.member_id)
+        _volume(scope, fact, day, out.counters)
+        key = (scope, fact.member_id)
         state = out.members.get(key)
         if state is None:
-            state = out.members[key] = states.get(key, MemberState()).copy()
-        state.observe(fact.at, membership={"member_joined": JOIN, "member_left": LEAVE}.get(fact.kind))
+            state = states.get(key)
+            if state is None:
+                state = MemberState()
+                copied.add(key)
+            out.members[key] = state
+        membership = MEMBERSHIP.get(fact.kind)
+        if state.changed_by(fact.at, membership):
+            if key not in copied:  # copy on write: the caller's states stay as they were
+                state = out.members[key] = state.copy()
+                copied.add(key)
+            state.observe(fact.at, membership=membership)
         if fact.kind in ACTIVE_KINDS:
-            out.active.setdefault((fact.community_id, day), set()).add(fact.member_id)
-    for key, state in out.members.items():
-        community = key[0]
-        tz = timezone_of(community)
+            out.active.setdefault((scope, day), set()).add(fact.member_id)
+    for key in copied:
+        scope, state = key[0], out.members[key]
+        tz = zones[scope]
         before = states.get(key, MemberState())
         if before == state:
             continue
         for (metric, day), n in diff(contributions(before, tz), contributions(state, tz)).items():
-            out.counters[(community, "day", day, None, metric)] += n
+            out.counters[(scope, "day", day, None, metric)] += n
         if before.cohort(tz) != state.cohort(tz):
             out.cohorts[key] = (before.cohort(tz), state.cohort(tz))
     return out
 
 
-def fold_verdicts(facts: Iterable[VerdictFact], timezone_of: Callable[[str], str]) -> Counter:
+def fold_verdicts(facts: Iterable[tuple[str, VerdictFact]], timezone_of: Callable[[str], str]) -> Counter:
     counters: Counter = Counter()
-    for fact in facts:
-        day = local_day(fact.at, timezone_of(fact.community_id))
+    for scope, fact in facts:
+        day = local_day(fact.at, timezone_of(scope))
         names = ["classified", fact.sentiment] + (["flagged"] if fact.flagged else [])
         for name in names:
-            counters[(fact.community_id, "day", day, None, name)] += 1
+            counters[(scope, "day", day, None, name)] += 1
             if fact.channel_id is not None and name in ("classified", "flagged"):
-                counters[(fact.community_id, "channel", day, fact.channel_id, name)] += 1
+                counters[(scope, "channel", day, fact.channel_id, name)] += 1
     return counters

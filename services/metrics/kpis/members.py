@@ -42,6 +42,9 @@ class MemberState:
     def cohort(self, tz: str) -> Day | None:
         return None if self.first_seen is None else week_of(local_day(self.first_seen, tz))
 
+    def changed_by(self, epoch_s: float, membership: int | None) -> bool:
+        return membership is not None or self.first_seen is None or epoch_s < self.first_seen
+
     def observe(self, epoch_s: float, *, membership: int | None = None) -> None:
         if self.first_seen is None or epoch_s < self.first_seen:
             self.first_seen = epoch_s

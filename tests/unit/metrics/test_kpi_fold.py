@@ -41,6 +41,10 @@ def fact(n: int, member: str, kind: str = "message_posted", at: float = T0, **ex
                         extra.pop("message_id", f"msg{n}"), **extra)
 
 
+def scoped(facts):
+    return [(f.community_id, f) for f in facts]
+
+
 def metric(counts: Counter, name: str) -> dict[int, int]:
     return {day - D0: n for (m, day), n in counts.items() if m == name and n}
 
@@ -94,7 +98,7 @@ def fold_in_batches(facts: list[ActivityFact], cuts: list[int]) -> tuple[Counter
     cohorts: dict = {}
     bounds = sorted({0, len(facts), *[c % (len(facts) + 1) for c in cuts]})
     for start, end in itertools.pairwise(bounds):
-        folded = fold_activity(facts[start:end], states, lambda _: "Europe/Paris")
+        folded = fold_activity(scoped(facts[start:end]), states, lambda _: "Europe/Paris")
         total.update(folded.counters)
         states.update(folded.members)
         for key, members in folded.active.items():
@@ -112,13 +116,13 @@ def test_the_fold_does_not_depend_on_order_or_batching(raw, order, cuts):
 
 
 def test_unchanged_members_are_not_rewritten_and_volume_is_per_channel():
-    folded = fold_activity([fact(1, "a"), fact(2, "a", reply_to="msg1", channel="help")], {}, lambda _: "UTC")
+    folded = fold_activity(scoped([fact(1, "a"), fact(2, "a", reply_to="msg1", channel="help")]), {}, lambda _: "UTC")
     assert folded.counters[("acme", "day", D0, None, "messages")] == 2
     assert folded.counters[("acme", "day", D0, None, "replies")] == 1
     assert folded.counters[("acme", "channel", D0, "help", "replies")] == 1
     assert folded.active == {("acme", D0): {"a"}}
     assert folded.cohorts == {("acme", "a"): (None, week_of(D0))}
-    again = fold_activity([fact(3, "a", "message_edited")], folded.members, lambda _: "UTC")
+    again = fold_activity(scoped([fact(3, "a", "message_edited")]), folded.members, lambda _: "UTC")
     assert again.members[("acme", "a")] == folded.members[("acme", "a")]  # state unchanged by an edit
     assert dict(again.counters) == {("acme", "day", D0, None, "edits"): 1}  # volume only
     assert not again.cohorts and not again.active
@@ -127,7 +131,7 @@ def test_unchanged_members_are_not_rewritten_and_volume_is_per_channel():
 def test_verdicts_count_sentiment_and_flags_per_channel():
     verdicts = [VerdictFact("v1", "acme", "a", T0, "C1", "m1", True, "negative"),
                 VerdictFact("v2", "acme", "b", T0, "C1", "m2", False, "positive")]
-    counts = fold_verdicts(verdicts, lambda _: "UTC")
+    counts = fold_verdicts(scoped(verdicts), lambda _: "UTC")
     assert counts[("acme", "day", D0, None, "classified")] == 2
     assert counts[("acme", "day", D0, None, "flagged")] == 1
     assert counts[("acme", "channel", D0, "C1", "flagged")] == 1
@@ -240,3 +244,11 @@ def test_records_past_a_rebuild_fence_go_to_both_generations():
     assert rebuilding.targets("community.activity.v1", 0, 99) == ["acme@2"]  # the rebuild reads it
     assert rebuilding.targets("community.activity.v1", 0, 100) == ["acme@2", "acme@3"]
     assert rebuilding.targets("community.activity.v1", 1, 10**9) == ["acme@2"]  # no fence yet: not ours
+
+
+@given(st.integers(0, 4_000_000_000), st.sampled_from(["UTC", "Europe/Paris", "Australia/Lord_Howe", "Asia/Kathmandu",
+                                                     "America/St_Johns", "Pacific/Chatham"]))
+def test_the_cached_local_day_is_the_calendar_day(epoch_s, zone):
+    from zoneinfo import ZoneInfo
+
+    assert local_day(epoch_s, zone) == datetime.fromtimestamp(epoch_s, ZoneInfo(zone)).date().toordinal()
