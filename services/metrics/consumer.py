@@ -18,6 +18,7 @@ cache is dropped whenever another writer touched the partition.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections import OrderedDict, defaultdict
@@ -26,13 +27,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
+from pymongo.errors import ConnectionFailure, PyMongoError
+from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
+
 from services.metrics.kpis.calendar import local_day
 from services.metrics.kpis.facts import ActivityFact, VerdictFact
 from services.metrics.kpis.fold import fold_activity, fold_verdicts
 from services.metrics.kpis.members import MemberState
 from services.metrics.store import BatchWrite, Generation, MetricsStore
 
+log = logging.getLogger("steward.metrics.consumer")
+
 Fact = TypeVar("Fact", ActivityFact, VerdictFact)
+STORE_RETRY_MAX_S = 30
 BITMAP_CACHE = 256  # (generation, kind, day) bitmaps kept per partition: the recent days
 Targets = Callable[[Generation, str, int, int], list[str]]
 
@@ -105,8 +112,13 @@ class BatchFolder:
         """Store the effects of ``consumed``; returns how many events had an effect."""
         if not consumed:
             return 0
-        async with self.lock:
-            return await self._fold(consumed)
+        async for attempt in AsyncRetrying(retry=retry_if_exception(_store_unavailable), reraise=True,
+                                           wait=wait_exponential(multiplier=0.2, max=STORE_RETRY_MAX_S),
+                                           before_sleep=_log_retry):
+            with attempt:
+                async with self.lock:
+                    return await self._fold(consumed)
+        raise AssertionError("unreachable: the retry loop returns or raises")
 
     async def _fold(self, consumed: Sequence[Consumed]) -> int:
         by_partition: dict[int, list[Consumed]] = defaultdict(list)
@@ -213,10 +225,10 @@ class BatchFolder:
                 self.partitions[partition].next_index[key] = following
 
     def _allocate(self, generation: str, partition: int, batch: BatchWrite) -> int:
-        memory = self.partitions[partition]
-        n = memory.next_index[generation]
-        memory.next_index[generation] = n + 1
-        batch.indexes[(generation, partition, self.index_slot)] = n + 1
+        # Counted in the batch, and remembered only once it is stored: a retry hands out the same bits.
+        key = (generation, partition, self.index_slot)
+        n = batch.indexes.get(key, self.partitions[partition].next_index[generation])
+        batch.indexes[key] = n + 1
         return self.index_slot + 2 * n
 
     async def _bitmaps(self, keys: set[tuple[str, str, int, int]], building: set[str]) -> dict:
@@ -251,6 +263,8 @@ class BatchFolder:
         for partition, item in fresh:
             self.partitions[partition].seen[item.fact.event_id] = now
         building = _building(generations)
+        for (g, partition, _), following in batch.indexes.items():
+            self.partitions[partition].next_index[g] = following
         for (g, kind, day, partition), bits in batch.bitmaps.items():
             if g not in building:
                 _remember_bounded(self.partitions[partition].bitmaps, (g, kind, day), bits, BITMAP_CACHE)
@@ -263,6 +277,19 @@ class BatchFolder:
             if len(memory.seen) > 1000 and next(iter(memory.seen.values())) < horizon:
                 memory.seen = {k: t for k, t in memory.seen.items() if t >= horizon}
 
+
+
+def _store_unavailable(error: BaseException) -> bool:
+    """MongoDB is down or a transaction met another writer: fold the batch again, for as
+    long as it takes (a dead letter would only postpone the same work)."""
+    if isinstance(error, ConnectionFailure):
+        return True
+    return isinstance(error, PyMongoError) and error.has_error_label("TransientTransactionError")
+
+
+def _log_retry(state) -> None:
+    log.warning("storing a batch failed (%r); folding it again in %.1fs",
+                state.outcome.exception(), state.next_action.sleep)
 
 
 def _building(generations: dict[str, Generation]) -> set[str]:
