@@ -107,10 +107,10 @@ class Rebuilds:
             try:
                 for topic in FOLDED:
                     await self._fold_topic(consumer, job, topic, fence, since, from_offset)
-                for topic in (topics.INCIDENTS, topics.FEEDBACK):
-                    await self._replay_decisions(consumer, job, topic)
             finally:
                 await consumer.stop()
+            for topic in (topics.INCIDENTS, topics.FEEDBACK):
+                await self._replay_decisions(job, topic)
             old = await self.store.finish_rebuild(community, new)
             await self.store.drop_generation(generation_key(community, old))
             job.state = "done"
@@ -186,23 +186,30 @@ class Rebuilds:
                     pending.discard(tp)
         await self.store.forget_group(folder.group)
 
-    async def _replay_decisions(self, consumer: AIOKafkaConsumer, job: RebuildStatus, topic: str) -> None:
+    async def _replay_decisions(self, job: RebuildStatus, topic: str) -> None:
         target = [generation_key(job.community_id, job.generation)]
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        if not tps:
-            return
-        ends = await end_offsets(self.bootstrap, tps)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        pending = {tp for tp in tps if ends[tp] > 0}
-        while pending:
-            for records in (await consumer.getmany(*pending, timeout_ms=200)).values():
-                for record in records:
-                    await self._decision(record, topic, job.community_id, target)
-            for tp in list(pending):
-                if await consumer.position(tp) >= ends[tp]:
-                    pending.discard(tp)
+        # A consumer of its own: one that was assigned other topics knows only their partitions.
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                                    fetch_max_wait_ms=50)
+        await consumer.start()
+        try:
+            await consumer.topics()
+            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            if not tps:
+                return
+            ends = await end_offsets(self.bootstrap, tps)
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            pending = {tp for tp in tps if ends[tp] > 0}
+            while pending:
+                for records in (await consumer.getmany(*pending, timeout_ms=200)).values():
+                    for record in records:
+                        await self._decision(record, topic, job.community_id, target)
+                for tp in list(pending):
+                    if await consumer.position(tp) >= ends[tp]:
+                        pending.discard(tp)
+        finally:
+            await consumer.stop()
 
     async def _decision(self, record: ConsumerRecord, topic: str, community: str, target: list[str]) -> None:
         try:
