@@ -9,6 +9,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import Incident, topics
 from services.ingest.signatures import sign_steward
+from services.runtime.positions import end_offsets
 
 BATCH = 100
 
@@ -53,7 +54,7 @@ async def read_incidents(bootstrap: str, community_id: str) -> list[Incident]:
         partitions = [TopicPartition(topics.INCIDENTS, p) for p in await _partitions(consumer, topics.INCIDENTS)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
+        ends = await end_offsets(bootstrap, partitions)
         found: dict[str, Incident] = {}
         async def behind() -> bool:
             return any([await consumer.position(tp) < ends[tp] for tp in partitions])
@@ -98,7 +99,7 @@ async def wait_until_consumed(bootstrap: str, group_id: str, topic: str, timeout
     await probe.start()
     try:
         partitions = [TopicPartition(topic, p) for p in await _partitions(probe, topic)]
-        ends = await probe.end_offsets(partitions)
+        ends = await end_offsets(bootstrap, partitions)
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
             committed = {tp: (await probe.committed(tp)) or 0 for tp in partitions}

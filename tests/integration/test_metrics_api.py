@@ -144,6 +144,9 @@ def test_headline_gauges_keep_to_the_busiest_communities(api):
             break
         time.sleep(0.2)
     labelled = set(re.findall(r'steward_kpi_dau\{community="([^"]+)"\}', exposition))
-    assert labelled == {"api-a", "api-b"}  # the two busiest; api-c is over the limit
-    assert "steward_kpi_untracked_communities 1.0" in exposition
+    # Two at most, the busiest first (other tests' communities may share the topic); api-c,
+    # a third of api-a's events, is over the limit.
+    assert len(labelled) == 2 and "api-a" in labelled and "api-c" not in labelled
+    untracked = float(re.search(r"^steward_kpi_untracked_communities (\S+)$", exposition, re.M)[1])
+    assert untracked >= 1
     assert "steward_mongo_commands_total{" in exposition
