@@ -17,6 +17,23 @@ Matchers use Alertmanager syntax (``label="v"``, ``!=``, ``=~``, ``!~``; quotes 
 regexes fully anchored). A label the incident lacks matches as the empty string.
 ``group_by``/``group_wait``/``group_interval``/``repeat_interval`` are inherited by children
 and stored; grouping timers act on them in a later issue.
+
+Two more top-level keys, both optional, as in Alertmanager:
+
+    inhibit_rules:                     # see ``inhibit``: a source incident mutes targets
+      - source_matchers: ['severity="critical"']
+        target_matchers: ['severity=~"low|medium|high"']
+        equal: [community, channel, rule]
+    time_intervals:                    # see ``intervals``: named calendars
+      - name: office-hours
+        time_intervals:
+          - times: [{start_time: "09:00", end_time: "17:00"}]
+            weekdays: ["monday:friday"]
+            location: Europe/Paris     # Alertmanager's key ``time_zone`` is accepted too
+
+and routes name those calendars in ``mute_time_intervals`` / ``active_time_intervals``
+(not inherited by child routes, as in Alertmanager; the root route may have neither).
+Unlike YAML 1.1, ``17:00`` or ``1:5`` unquoted stay strings (not base-60 numbers).
 """
 
 from __future__ import annotations
@@ -28,9 +45,11 @@ from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -46,20 +65,34 @@ __all__ = [
     "DEFAULT_GROUP_INTERVAL",
     "DEFAULT_GROUP_WAIT",
     "DEFAULT_REPEAT_INTERVAL",
+    "INCIDENT_LABELS",
+    "MONTHS",
+    "WEEKDAYS",
     "ConsoleConfig",
+    "DayOfMonthRange",
     "EmailConfig",
+    "InclusiveRange",
+    "InhibitRule",
     "MatchOp",
     "Matcher",
+    "MonthRange",
+    "NamedTimeInterval",
     "ReceiverConfig",
     "Route",
     "RoutingConfig",
     "RoutingConfigError",
     "SlackConfig",
+    "TimeInterval",
+    "TimeRange",
+    "WeekdayRange",
+    "YearRange",
     "default_routing_path",
+    "format_clock",
     "format_duration",
     "load_configured_routing",
     "load_default_routing",
     "load_routing",
+    "parse_clock",
     "parse_duration",
     "parse_matcher",
 ]
@@ -160,7 +193,9 @@ class Matcher:
 def parse_matcher(text: str) -> Matcher:
     """Parse ``label="value"`` / ``label!="v"`` / ``label=~"re"`` / ``label!~"re"``."""
     if not isinstance(text, str):
-        raise ValueError(f"a matcher must be a string like 'severity=\"high\"', got {text!r}")
+        # ValueError, not TypeError: pydantic turns only ValueError into a validation error
+        msg = f"a matcher must be a string like 'severity=\"high\"', got {text!r}"
+        raise ValueError(msg)  # noqa: TRY004
     m = _MATCHER_RE.match(text)
     if m is None:
         raise ValueError(
@@ -194,7 +229,7 @@ _DURATION_RE = re.compile(
 _UNIT_SECONDS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
-def parse_duration(value: str | int | float | timedelta) -> timedelta:
+def parse_duration(value: str | float | timedelta) -> timedelta:
     """Prometheus-style durations: ``30s``, ``5m``, ``4h``, ``1h30m``, ``250ms``, ``1d``.
 
     A bare number is seconds.
@@ -202,7 +237,7 @@ def parse_duration(value: str | int | float | timedelta) -> timedelta:
     if isinstance(value, timedelta):
         result = value
     elif isinstance(value, bool):
-        raise ValueError(f"invalid duration {value!r}")
+        raise ValueError(f"invalid duration {value!r}")  # noqa: TRY004 (pydantic wants ValueError)
     elif isinstance(value, int | float):
         result = timedelta(seconds=value)
     elif isinstance(value, str):
@@ -215,7 +250,7 @@ def parse_duration(value: str | int | float | timedelta) -> timedelta:
         seconds = sum(int(m[u]) * s for u, s in _UNIT_SECONDS.items() if m[u])
         result = timedelta(seconds=seconds, milliseconds=int(m["ms"] or 0))
     else:
-        raise ValueError(f"invalid duration {value!r}")
+        raise ValueError(f"invalid duration {value!r}")  # noqa: TRY004 (pydantic wants ValueError)
     if result < timedelta(0):
         raise ValueError(f"duration must not be negative: {value!r}")
     return result
@@ -311,11 +346,298 @@ class ReceiverConfig(_Strict):
         return [k for k in ("slack", "email", "console") if getattr(self, k) is not None]
 
 
+# --------------------------------------------------------------------------- inhibition
+
+INCIDENT_LABELS = frozenset({"community", "severity", "category", "channel", "platform", "rule"})
+"""The labels ``Incident.labels()`` gives; ``equal`` may only name these (see below)."""
+
+
+class InhibitRule(_Strict):
+    """While an active incident matches ``source_matchers``, incidents matching
+    ``target_matchers`` with the same values of every ``equal`` label are muted.
+
+    Semantics (Alertmanager's) are in ``inhibit``. Empty matcher lists match everything.
+    """
+
+    source_matchers: list[MatcherField] = Field(default_factory=list)
+    target_matchers: list[MatcherField] = Field(default_factory=list)
+    equal: list[str] = Field(default_factory=list)
+
+    @field_validator("equal")
+    @classmethod
+    def _equal_labels(cls, v: list[str]) -> list[str]:
+        for label in v:
+            if not re.fullmatch(_LABEL_NAME, label):
+                raise ValueError(f"invalid label name in equal: {label!r}")
+            # Alertmanager accepts any name, but a label no incident has is "missing on both
+            # sides", hence always equal: ``equal: [member]`` would silently mute across every
+            # member. Refused rather than over-muting moderation notifications.
+            if label not in INCIDENT_LABELS:
+                known = ", ".join(sorted(INCIDENT_LABELS))
+                raise ValueError(
+                    f"{label!r} is not an incident label (labels: {known}); a label that "
+                    f"no incident has counts as equal everywhere and would widen the rule"
+                )
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicate labels in equal: {v}")
+        return v
+
+
+# --------------------------------------------------------------------------- time intervals
+
+WEEKDAYS = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
+"""Alertmanager's numbering: sunday = 0 ... saturday = 6; a week range runs sunday to saturday."""
+MONTHS = (
+    "january", "february", "march", "april", "may", "june",
+    "july", "august", "september", "october", "november", "december",
+)  # fmt: skip
+"""january = 1 ... december = 12 (index + 1)."""
+
+_CLOCK_RE = re.compile(r"^(?:(?:[01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")
+_INT_RE = re.compile(r"^[+-]?[0-9]+$")
+
+
+def parse_clock(value: Any) -> int:
+    """``"HH:MM"`` (``00:00`` to ``24:00``, two-digit hours, as in Alertmanager) to minutes."""
+    if isinstance(value, bool) or not isinstance(value, str):
+        msg = f'invalid time {value!r}: write it as a string like "09:00"'
+        raise ValueError(msg)  # noqa: TRY004 (pydantic wants ValueError)
+    if not _CLOCK_RE.match(value):
+        raise ValueError(
+            f"invalid time {value!r}: use HH:MM with two-digit hours (like '09:00') from "
+            f"00:00 to 23:59, or 24:00 for the end of the day"
+        )
+    hours, minutes = value.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def format_clock(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+ClockTime = Annotated[
+    int, PlainValidator(parse_clock), PlainSerializer(format_clock, return_type=str)
+]
+
+
+class TimeRange(_Strict):
+    """Minutes of the day ``[start_time, end_time)``: the end minute is excluded."""
+
+    start_time: ClockTime
+    end_time: ClockTime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeRange:
+        if self.start_time >= self.end_time:
+            raise ValueError(
+                f"end_time {format_clock(self.end_time)} must be after start_time "
+                f"{format_clock(self.start_time)} (a range cannot cross midnight: split it "
+                f"into two, ending at 24:00 and starting at 00:00)"
+            )
+        return self
+
+    def __contains__(self, minute: int) -> bool:
+        return self.start_time <= minute < self.end_time
+
+
+@dataclass(frozen=True)
+class InclusiveRange:
+    """``begin:end``, both ends included; written ``"a:b"``, or ``"a"`` when one value."""
+
+    begin: int
+    end: int
+
+    def __contains__(self, n: int) -> bool:
+        return self.begin <= n <= self.end
+
+    def _name(self, n: int) -> str:
+        return str(n)
+
+    def __str__(self) -> str:
+        first = self._name(self.begin)
+        return first if self.begin == self.end else f"{first}:{self._name(self.end)}"
+
+
+class WeekdayRange(InclusiveRange):
+    def _name(self, n: int) -> str:
+        return WEEKDAYS[n]
+
+
+class DayOfMonthRange(InclusiveRange):
+    """Negative days count from the end of the month: ``-1`` is its last day."""
+
+    def resolve(self, days_in_month: int) -> tuple[int, int]:
+        """``(begin, end)`` as days of a month of that length. The day tested is always one
+        of that month, so a range never spills over: ``"30:31"`` holds no day of February
+        (not March 1st), ``"-31:-29"`` starts on the 1st of a short month."""
+        begin = self.begin if self.begin > 0 else days_in_month + self.begin + 1
+        end = self.end if self.end > 0 else days_in_month + self.end + 1
+        return begin, end
+
+
+class MonthRange(InclusiveRange):
+    def _name(self, n: int) -> str:
+        return MONTHS[n - 1]
+
+
+class YearRange(InclusiveRange):
+    pass
+
+
+def _range_parts(value: Any, what: str, example: str) -> list[str]:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        msg = f"invalid {what} {value!r}: expected a string like {example!r}"
+        raise ValueError(msg)  # noqa: TRY004 (pydantic wants ValueError)
+    parts = str(value).strip().lower().split(":")
+    if len(parts) > 2 or not all(p.strip() for p in parts):
+        raise ValueError(
+            f"invalid {what} {value!r}: expected one value or 'start:end', like {example!r}"
+        )
+    return [p.strip() for p in parts]
+
+
+def _parse_weekdays(value: Any) -> WeekdayRange:
+    if isinstance(value, WeekdayRange):
+        return value
+    days = []
+    for part in _range_parts(value, "weekday range", "monday:friday"):
+        if part not in WEEKDAYS:
+            raise ValueError(f"unknown weekday {part!r} in {value!r} (use {', '.join(WEEKDAYS)})")
+        days.append(WEEKDAYS.index(part))
+    begin, end = days[0], days[-1]
+    if begin > end:
+        raise ValueError(
+            f"weekday range {value!r} ends before it starts: weeks run sunday to saturday, "
+            f"so write e.g. ['friday:saturday', 'sunday']"
+        )
+    return WeekdayRange(begin, end)
+
+
+def _parse_days_of_month(value: Any) -> DayOfMonthRange:
+    if isinstance(value, DayOfMonthRange):
+        return value
+    days = []
+    for part in _range_parts(value, "day-of-month range", "1:5"):
+        if not _INT_RE.match(part):
+            raise ValueError(f"invalid day of the month {part!r} in {value!r}: expected a number")
+        day = int(part)
+        if day == 0 or not -31 <= day <= 31:
+            where = f" in {value!r}" if str(value).strip() != part else ""
+            raise ValueError(
+                f"day of the month {day} out of range{where}: use 1 to 31, or -1 (the last "
+                f"day) to -31"
+            )
+        days.append(day)
+    begin, end = days[0], days[-1]
+    if begin < 0 < end:
+        raise ValueError(
+            f"day-of-month range {value!r}: the end must be negative when the start is"
+        )
+    # as Alertmanager: with negative days, order is checked in the shortest (28-day) month
+    if (begin if begin > 0 else 28 + begin) > (end if end > 0 else 28 + end):
+        raise ValueError(f"day-of-month range {value!r} ends before it starts")
+    return DayOfMonthRange(begin, end)
+
+
+def _parse_months(value: Any) -> MonthRange:
+    if isinstance(value, MonthRange):
+        return value
+    months = []
+    for part in _range_parts(value, "month range", "january:march"):
+        if part in MONTHS:
+            months.append(MONTHS.index(part) + 1)
+        elif _INT_RE.match(part) and 1 <= int(part) <= 12:
+            months.append(int(part))
+        else:
+            raise ValueError(
+                f"unknown month {part!r} in {value!r} (use january ... december, or 1 to 12)"
+            )
+    begin, end = months[0], months[-1]
+    if begin > end:
+        raise ValueError(
+            f"month range {value!r} ends before it starts: a range cannot cross the new year, "
+            f"so write e.g. ['november:december', 'january:february']"
+        )
+    return MonthRange(begin, end)
+
+
+def _parse_years(value: Any) -> YearRange:
+    if isinstance(value, YearRange):
+        return value
+    years = []
+    for part in _range_parts(value, "year range", "2026:2027"):
+        if not _INT_RE.match(part) or not 1 <= int(part) <= 9999:
+            raise ValueError(f"invalid year {part!r} in {value!r}: expected 1 to 9999")
+        years.append(int(part))
+    if years[0] > years[-1]:
+        raise ValueError(f"year range {value!r} ends before it starts")
+    return YearRange(years[0], years[-1])
+
+
+WeekdayRangeField = Annotated[
+    WeekdayRange, PlainValidator(_parse_weekdays), PlainSerializer(str, return_type=str)
+]
+DayOfMonthRangeField = Annotated[
+    DayOfMonthRange, PlainValidator(_parse_days_of_month), PlainSerializer(str, return_type=str)
+]
+MonthRangeField = Annotated[
+    MonthRange, PlainValidator(_parse_months), PlainSerializer(str, return_type=str)
+]
+YearRangeField = Annotated[
+    YearRange, PlainValidator(_parse_years), PlainSerializer(str, return_type=str)
+]
+
+
+class TimeInterval(_Strict):
+    """One calendar spec; every field given must hold (lists are alternatives), and an
+    interval with no field at all is always active. Evaluated in ``location`` (IANA name,
+    UTC by default; Alertmanager's key ``time_zone`` is accepted as well)."""
+
+    times: list[TimeRange] = Field(default_factory=list)
+    weekdays: list[WeekdayRangeField] = Field(default_factory=list)
+    days_of_month: list[DayOfMonthRangeField] = Field(default_factory=list)
+    months: list[MonthRangeField] = Field(default_factory=list)
+    years: list[YearRangeField] = Field(default_factory=list)
+    location: str = Field(default="UTC", validation_alias=AliasChoices("location", "time_zone"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_zone_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "location" in data and "time_zone" in data:
+            raise ValueError("give 'location' or 'time_zone' (the same setting), not both")
+        return data
+
+    @field_validator("location")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {v!r}: use an IANA name like 'Europe/Paris' or 'UTC'"
+            ) from None
+        return v
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.location)  # ZoneInfo caches its instances by key
+
+
+class NamedTimeInterval(_Strict):
+    """``{name, time_intervals}``: active when any of its ``time_intervals`` is (so an empty
+    list is never active)."""
+
+    name: str = Field(min_length=1)
+    time_intervals: list[TimeInterval] = Field(default_factory=list)
+
+
 # --------------------------------------------------------------------------- routes
 
 
 class Route(_Strict):
-    """A node of the routing tree; unset fields inherit from the parent."""
+    """A node of the routing tree; unset fields inherit from the parent, except the time
+    intervals: ``mute_time_intervals`` / ``active_time_intervals`` apply to this node only
+    (Alertmanager does not inherit them either)."""
 
     receiver: str | None = None
     matchers: list[MatcherField] = Field(default_factory=list)
@@ -325,6 +647,8 @@ class Route(_Strict):
     group_wait: Duration | None = None
     group_interval: Duration | None = None
     repeat_interval: Duration | None = None
+    mute_time_intervals: list[str] = Field(default_factory=list)
+    active_time_intervals: list[str] = Field(default_factory=list)
 
     @field_validator("group_by")
     @classmethod
@@ -357,6 +681,8 @@ class Route(_Strict):
 class RoutingConfig(_Strict):
     receivers: list[ReceiverConfig] = Field(min_length=1)
     route: Route
+    inhibit_rules: list[InhibitRule] = Field(default_factory=list)
+    time_intervals: list[NamedTimeInterval] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> RoutingConfig:
@@ -377,12 +703,18 @@ class RoutingConfig(_Strict):
     def receiver_names(self) -> list[str]:
         return [r.name for r in self.receivers]
 
+    @property
+    def time_intervals_by_name(self) -> dict[str, NamedTimeInterval]:
+        """The named time intervals, for ``intervals.route_muted``."""
+        return {t.name: t for t in self.time_intervals}
+
 
 Route.model_rebuild()
 
 
 def reference_problems(config: RoutingConfig) -> list[tuple[tuple[str | int, ...], str]]:
-    """Cross-field checks: unique receiver names, known references, a well-formed root."""
+    """Cross-field checks: unique receiver and time interval names, known references, a
+    well-formed root."""
     problems: list[tuple[tuple[str | int, ...], str]] = []
     seen: set[str] = set()
     for i, r in enumerate(config.receivers):
@@ -398,7 +730,23 @@ def reference_problems(config: RoutingConfig) -> list[tuple[tuple[str | int, ...
         )
     if root.continue_:
         problems.append((("route", "continue"), "the root route cannot have 'continue: true'"))
+    for key in ("mute_time_intervals", "active_time_intervals"):
+        if getattr(root, key):
+            problems.append(
+                (
+                    ("route", key),
+                    f"the root route cannot have {key}: put them on a child route",
+                )
+            )
+    intervals: set[str] = set()
+    for i, t in enumerate(config.time_intervals):
+        if t.name in intervals:
+            problems.append(
+                (("time_intervals", i, "name"), f"duplicate time interval name {t.name!r}")
+            )
+        intervals.add(t.name)
     known = ", ".join(sorted(seen)) or "none"
+    known_intervals = ", ".join(sorted(intervals)) or "none"
     for loc, node in root.walk():
         if node.receiver is not None and node.receiver not in seen:
             problems.append(
@@ -407,6 +755,15 @@ def reference_problems(config: RoutingConfig) -> list[tuple[tuple[str | int, ...
                     f"unknown receiver {node.receiver!r} (defined: {known})",
                 )
             )
+        for key in ("mute_time_intervals", "active_time_intervals"):
+            for j, name in enumerate(getattr(node, key)):
+                if name not in intervals:
+                    problems.append(
+                        (
+                            (*loc, key, j),
+                            f"unknown time interval {name!r} (defined: {known_intervals})",
+                        )
+                    )
     return problems
 
 
@@ -454,6 +811,22 @@ def _describe(index, loc, msg: str) -> str:
     return f"{where}{_loc_str(loc)}: {msg}"
 
 
+class _Loader(yaml.SafeLoader):
+    """``SafeLoader`` without YAML 1.1's base-60 numbers: ``17:00`` would otherwise load as
+    the integer 1020 and ``1:5`` as 65. Such scalars stay strings, as in YAML 1.2."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        tag = super().resolve(kind, value, implicit)
+        if (
+            kind is yaml.ScalarNode
+            and implicit[0]
+            and ":" in value
+            and tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+        ):
+            return "tag:yaml.org,2002:str"
+        return tag
+
+
 def load_routing(source: str | Path) -> RoutingConfig:
     """Load and validate a routing config from YAML text or a file path.
 
@@ -475,8 +848,8 @@ def load_routing(source: str | Path) -> RoutingConfig:
         text, origin = source, "<string>"
 
     try:
-        data = yaml.safe_load(text)
-        root_node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader
+        root_node = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""

@@ -3,7 +3,9 @@
 Alertmanager semantics (``dispatch/route.go``): the node given is the root and always
 matches; children are tried in order, depth-first; a matching child's deepest matches
 win; a matching child without ``continue: true`` stops its later siblings; when no child
-matches, the node itself is the match. Unset receiver / group_by / timings are inherited.
+matches, the node itself is the match. Unset receiver / group_by / timings are inherited;
+``mute_time_intervals`` / ``active_time_intervals`` are not: a ``MatchedRoute`` carries those of
+the node it stopped at only, as Alertmanager does (``intervals.route_muted`` reads them).
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ class MatchedRoute:
     """Child indices from the root: ``()`` is the root, ``(1, 0)`` its 2nd child's 1st."""
     matchers: tuple[tuple[Matcher, ...], ...]
     """The matchers of each node from the root down to this one."""
+    mute_time_intervals: tuple[str, ...] = ()
+    """This node's own (never inherited): notifications are muted while one is active."""
+    active_time_intervals: tuple[str, ...] = ()
+    """This node's own (never inherited): when set, notifications are muted outside them."""
 
     @property
     def key(self) -> str:
@@ -111,6 +117,8 @@ def _walk(
                 continue_=node.continue_,
                 path=path,
                 matchers=chain,
+                mute_time_intervals=tuple(node.mute_time_intervals),
+                active_time_intervals=tuple(node.active_time_intervals),
             )
         )
     return found
