@@ -7,13 +7,12 @@ says which.
 
 from __future__ import annotations
 
-import hmac
 import time
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, SecretStr, model_validator
@@ -22,36 +21,10 @@ from services.metrics.kpis.calendar import Day, iso, local_day, week_of
 from services.metrics.reader import KpiReader
 from services.metrics.rebuild import Rebuilds
 from services.metrics.report import render_report
+from services.runtime.auth import require_api_key
 
 MAX_RANGE_DAYS = 366
 MAX_PAGE = 500
-
-
-def require_api_key(keys: list[SecretStr]):
-    accepted = [k.get_secret_value() for k in keys]
-
-    async def check(
-        authorization: Annotated[str | None, Header()] = None,
-        x_api_key: Annotated[str | None, Header()] = None,
-    ) -> None:
-        if not accepted:
-            return
-        presented = x_api_key
-        if authorization:
-            scheme, _, token = authorization.partition(" ")
-            if scheme.lower() != "bearer" or not token:
-                raise HTTPException(401, "Authorization header must be 'Bearer <key>'",
-                                    headers={"WWW-Authenticate": "Bearer"})
-            presented = token
-        if not presented:
-            raise HTTPException(
-                401, "an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        if not any(hmac.compare_digest(presented, key) for key in accepted):
-            raise HTTPException(403, "this API key is not accepted")
-
-    return check
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -20,7 +20,6 @@ from services.metrics.api import (
     build_rebuild_router,
     build_router,
     install_error_handlers,
-    require_api_key,
 )
 from services.metrics.consumer import BatchFolder, Consumed
 from services.metrics.gauges import KpiGauges
@@ -31,6 +30,7 @@ from services.metrics.kpis.facts import ActivityFact, VerdictFact
 from services.metrics.reader import KpiReader
 from services.metrics.rebuild import Rebuilds
 from services.metrics.store import MetricsStore
+from services.runtime.auth import require_api_key
 from services.runtime.broker import consumer_options
 from services.runtime.service import Service
 from services.runtime.settings import MetricsSettings

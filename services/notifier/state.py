@@ -1,6 +1,8 @@
 """The notifier's durable memory in MongoDB: which incident went to which receiver, and an
 audit record of every delivery attempt. It is what makes a redelivered incident a no-op."""
 
+from datetime import UTC, datetime
+
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -36,6 +38,11 @@ class NotificationLog:
             {"_id": self._key(incident_id, receiver, kind), "status": DeliveryStatus.delivered.value}
         )
         return found is not None
+
+    async def suppressed(self, incident_id: str, receiver: str, reason: str) -> None:
+        """Audit an incident a silence or a muted route kept from a receiver ("" for all)."""
+        await self.attempts.insert_one({"incident_id": incident_id, "receiver": receiver, "kind": "suppressed",
+                                        "status": "suppressed", "detail": reason, "finished_at": datetime.now(UTC)})
 
     async def record(self, receipt: DeliveryReceipt, trace_id: str | None) -> None:
         """Audit the attempt, and mark the notification done when it was delivered."""

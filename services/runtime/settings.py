@@ -139,6 +139,9 @@ class MetricsSettings(RuntimeSettings):
 
 class NotifierSettings(RuntimeSettings):
     service_name: str = "notifier"
+    api_keys: list[SecretStr] = Field(
+        default_factory=list, description="Keys accepted by the silences API; open when empty."
+    )
     routing_file: Path | None = Field(
         default=None, description="Routing tree YAML; the built-in default routing when unset."
     )
