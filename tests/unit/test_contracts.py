@@ -39,7 +39,8 @@ def test_incident_ids_are_stable_per_event():
         ("ingest", {"community.activity.v1"}),
         ("moderation", {"community.activity.v1:moderation", "moderation.feedback.v1:moderation",
                         "moderation.verdicts.v1", "moderation.incidents.v1"}),
-        ("metrics", {"community.activity.v1:metrics", "moderation.verdicts.v1:metrics"}),
+        ("metrics", {"community.activity.v1:metrics", "moderation.verdicts.v1:metrics",
+                     "moderation.incidents.v1:metrics", "moderation.feedback.v1:metrics"}),
         ("notifier", {"moderation.incidents.v1:notifier"}),
     ],
 )
