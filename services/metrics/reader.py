@@ -1,8 +1,10 @@
-"""Reading KPIs: counters summed, running totals carried, joined KPIs computed from facts.
+"""Reading KPIs: counters summed, running totals carried, bitmaps counted, joined KPIs
+computed from facts.
 
-Most numbers are sums of the counters the fold wrote. The ones that join events (response
-times, exposure, power users) are computed from the packed facts, and sealed for good just
-before those facts expire, so long ranges keep them after the TTL.
+Most numbers are sums of the counters the fold wrote, or counts over the day bitmaps. The
+ones that join events (response times, exposure) are computed from the packed facts, and
+sealed for good once their window has closed (plus a day's grace for late events), so long
+ranges keep them after the facts' TTL. One whose facts expired unsealed reads as unknown.
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ from services.metrics.store import MetricsStore, generation_key
 COUNTED = ("messages", "replies", "reactions", "joins", "leaves", "edits", "deletes", "rsvps", "attended",
            "classified", "flagged", "positive", "negative", "neutral")
 CHANNEL_COUNTED = ("messages", "replies", "reactions", "joins", "leaves", "classified", "flagged")
-SEAL_MARGIN = timedelta(days=7)  # seal this long before the facts expire
+LATE_GRACE = timedelta(days=1)  # events this late after a window closes still count; later ones not
+UNKNOWN_RESPONSE = dict.fromkeys(("questions", "answered", "response_median_s", "response_p90_s",
+                                  "unanswered_24h_share"))
+UNKNOWN_EXPOSURE = dict.fromkeys(("exposed", "exposed_retention", "unexposed", "unexposed_retention"))
 
 
 class KpiReader:
@@ -46,8 +51,13 @@ class KpiReader:
         current = (await self.store.generations([community_id]))[community_id].current
         return generation_key(community_id, current)
 
-    def _sealable(self, last_instant: float) -> bool:
-        return last_instant < self.clock() - (self.store.facts_ttl - SEAL_MARGIN).total_seconds()
+    def _final(self, window_closes_at: float) -> bool:
+        """The window a joined KPI reads has closed (plus a grace): its value is kept for good."""
+        return window_closes_at + LATE_GRACE.total_seconds() < self.clock()
+
+    def _facts_gone(self, first_needed_at: float) -> bool:
+        """Facts from this instant may have expired: a value not sealed by then is unknown."""
+        return first_needed_at < self.clock() - self.store.facts_ttl.total_seconds()
 
     async def days(self, community_id: str, first: Day, last: Day) -> list[dict]:
         """Every daily KPI of SPEC, one row per day, zeros (or None for ratios) where nothing happened."""
@@ -98,6 +108,9 @@ class KpiReader:
     async def responses(self, g: str, tz: str, first: Day, last: Day) -> dict[Day, dict]:
         sealed = await self.store.sealed_values(g, "response", first, last)
         missing = [day for day in range(first, last + 1) if day not in sealed]
+        gone = [day for day in missing if self._facts_gone(day_end_utc(day - 1, tz).timestamp())]
+        sealed.update({day: UNKNOWN_RESPONSE for day in gone})
+        missing = [day for day in missing if day not in gone]
         if missing:
             lo, hi = min(missing), max(missing)
             facts = await self.store.activity_facts(g, lo - 1, hi + WINDOW_S // 86_400 + 2)
@@ -105,7 +118,7 @@ class KpiReader:
             fresh = {day: computed[day].as_dict() for day in missing}
             await self.store.seal(g, "response", {
                 day: value for day, value in fresh.items()
-                if self._sealable(day_end_utc(day, tz).timestamp() + WINDOW_S)})
+                if self._final(day_end_utc(day, tz).timestamp() + WINDOW_S)})
             sealed.update(fresh)
         return sealed
 
@@ -166,13 +179,16 @@ class KpiReader:
             return []
         sealed = await self.store.sealed_values(g, "exposure", weeks[0], weeks[-1])
         missing = [w for w in weeks if w not in sealed]
+        gone = [w for w in missing if self._facts_gone(day_end_utc(w - 8, tz).timestamp())]
+        sealed.update({w: UNKNOWN_EXPOSURE for w in gone})
+        missing = [w for w in missing if w not in gone]
         if missing:
             lo, hi = min(missing), max(missing)
             activity = await self.store.activity_facts(g, lo - 7, hi + later + 6)
             verdicts = await self.store.verdict_facts(g, lo - 7, hi + 6)
             fresh = {row.week: row.as_dict() for row in exposure_retention(activity, verdicts, missing, tz=tz)}
             await self.store.seal(g, "exposure", {
-                w: value for w, value in fresh.items() if self._sealable(day_end_utc(w - 8, tz).timestamp())})
+                w: value for w, value in fresh.items() if self._final(day_end_utc(w + later + 6, tz).timestamp())})
             sealed.update(fresh)
         return [{"week": iso_week(w), "monday": iso(w), **sealed[w]} for w in weeks]
 

@@ -150,3 +150,46 @@ def test_headline_gauges_keep_to_the_busiest_communities(api):
     untracked = float(re.search(r"^steward_kpi_untracked_communities (\S+)$", exposition, re.M)[1])
     assert untracked >= 1
     assert "steward_mongo_commands_total{" in exposition
+
+
+def test_response_times_are_sealed_once_final_and_outlive_their_facts(api):
+    """Read after the response window closed: sealed. Facts expired: the sealed values stay,
+    and a day that was never sealed reads as unknown rather than as zero."""
+    from pymongo import AsyncMongoClient
+
+    from services.metrics.kpis.calendar import local_day
+    from services.metrics.reader import KpiReader
+    from services.metrics.store import MetricsStore
+
+    settings = api.app.state.service.settings
+    today = local_day(time.time())
+    first, last = today - 8, today
+
+    async def read(clock_days: float, delete_facts: bool = False):
+        client = AsyncMongoClient(settings.mongo_uri, tz_aware=True)
+        try:
+            store = MetricsStore(client[settings.mongo_db], facts_ttl_days=settings.facts_ttl_days)
+            if delete_facts:
+                await store.facts.delete_many({"g": "api-b@0"})
+            reader = KpiReader(store, lambda _: "UTC", clock=lambda: time.time() + clock_days * 86_400)
+            return await reader.responses("api-b@0", "UTC", first - 20, last)
+        finally:
+            await client.close()
+
+    later = asyncio.run(read(10))  # every day's window has closed: computed and sealed
+    assert sum(later[d]["questions"] for d in range(first, last + 1)) == 20
+    much_later = asyncio.run(read(200, delete_facts=True))
+    assert {d: much_later[d] for d in range(first, last + 1)} == {d: later[d] for d in range(first, last + 1)}
+    assert much_later[first - 20]["questions"] is not None  # it was read (and sealed) at +10 days too
+    asyncio.run(_drop_sealed_day(settings, first - 20))
+    assert asyncio.run(read(200))[first - 20]["questions"] is None  # never sealed, facts gone: unknown
+
+
+async def _drop_sealed_day(settings, day: int) -> None:
+    from pymongo import AsyncMongoClient
+
+    client = AsyncMongoClient(settings.mongo_uri)
+    try:
+        await client[settings.mongo_db]["metrics_sealed"].delete_one({"_id": f"api-b@0|response|{day}"})
+    finally:
+        await client.close()
