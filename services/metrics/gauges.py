@@ -79,7 +79,7 @@ class KpiGauges:
         self.untracked.set(max(0, len(self.seen) - len(wanted)))
         for community in wanted:
             today = local_day(time.time(), self.reader.timezone_of(community))
-            [row] = await self.reader.days(community, today, today)
+            row = await self.reader.headline(community, today)
             for name, gauge in self.gauges.items():
                 value = row.get(name)
                 gauge.labels(community).set(float("nan") if value is None else value)

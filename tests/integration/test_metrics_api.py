@@ -149,6 +149,10 @@ def test_headline_gauges_keep_to_the_busiest_communities(api):
     assert len(labelled) == 2 and "api-a" in labelled and "api-c" not in labelled
     untracked = float(re.search(r"^steward_kpi_untracked_communities (\S+)$", exposition, re.M)[1])
     assert untracked >= 1
+    today = api.get("/communities/api-a/kpis/activity", headers=AUTH).json()["days"][-1]
+    for name in ("dau", "wau", "mau"):
+        gauge = float(re.search(rf'^steward_kpi_{name}\{{community="api-a"\}} (\S+)$', exposition, re.M)[1])
+        assert gauge == today[name], name
     assert "steward_mongo_commands_total{" in exposition
 
 
