@@ -22,14 +22,6 @@ DORMANT_FROM, DORMANT_TO = 30, 89  # days before D
 LOOKBACK = DORMANT_TO  # the earliest day a day's KPIs read
 
 
-def with_bit(bitmap: int, index: int) -> int:
-    return bitmap | (1 << index)
-
-
-def without_bit(bitmap: int, index: int) -> int:
-    return bitmap & ~(1 << index)
-
-
 def union(days: Mapping[Day, int], first: Day, last: Day) -> int:
     out = 0
     for day in range(first, last + 1):
