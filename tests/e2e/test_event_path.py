@@ -125,9 +125,22 @@ def stack(tmp_path_factory, model_cache, slack_server, mailbox, pinned_policies)
 
 def slack_delivery(stack: LocalStack, event_id: str, text: str, ts: str, *, retry: int | None = None,
                    team: str = TEAM):
+    message = {"type": "message", "channel": "C0GENERAL", "user": MEMBER, "text": text, "ts": ts}
+    return slack_event(stack, event_id, message, ts, retry=retry, team=team)
+
+
+def slack_reaction(stack: LocalStack, event_id: str, message_ts: str):
+    now = f"{time.time():.6f}"
+    reaction = {"type": "reaction_added", "user": MEMBER, "reaction": "tada", "event_ts": now,
+                "item": {"type": "message", "channel": "C0GENERAL", "ts": message_ts}}
+    return slack_event(stack, event_id, reaction, now)
+
+
+def slack_event(stack: LocalStack, event_id: str, event: dict, ts: str, *, retry: int | None = None,
+                team: str = TEAM):
     body = json.dumps({
         "type": "event_callback", "team_id": team, "event_id": event_id, "event_time": int(float(ts)),
-        "event": {"type": "message", "channel": "C0GENERAL", "user": MEMBER, "text": text, "ts": ts},
+        "event": event,
     }).encode()
     now = int(time.time())
     headers = {
@@ -181,13 +194,17 @@ def test_harmful_message_alerts_once_and_counts_once(stack, slack_server, mailbo
     day = wait_for(lambda: (d := kpis_today(stack))["classified"] == 1 and d, "the day's KPIs")
     assert (day["dau"], day["messages"], day["flagged"]) == (1, 1, 1)
 
-    # Slack retries the same delivery; then one more ordinary message from the same member
-    # (same partition, so it is processed after the retry everywhere) marks the end.
+    # Slack retries the same delivery. Then come two markers from the same member (same
+    # partition, so each is processed after the retry): an ordinary message, whose verdict ends
+    # the verdict stream, and a reaction, which ends the activity stream. Metrics reads the two
+    # topics independently, so one marker alone could arrive before the other topic's retry.
     again = slack_delivery(stack, "Ev0E2E1", THREAT, ts, retry=1)
     assert again.status_code == 200
     later = slack_delivery(stack, "Ev0E2E2", "Thanks everyone, see you at the meetup!", f"{time.time():.6f}")
     assert later.status_code == 200
-    day = wait_for(lambda: (d := kpis_today(stack))["classified"] == 2 and d, "the marker message")
+    assert slack_reaction(stack, "Ev0E2E2R", ts).status_code == 200
+    day = wait_for(lambda: (d := kpis_today(stack))["classified"] == 2 and d["reactions"] == 1 and d,
+                   "both marker events")
     assert (day["dau"], day["messages"], day["flagged"]) == (1, 2, 1)
     time.sleep(1)  # give a duplicate alert, if any were coming, time to arrive
     assert len(SlackReceiver.posts) == 1, "a redelivered event must not alert twice"
