@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from fastapi import Depends
 
 from schemas import Incident, topics
-from services.notifier.receivers.base import DeliveryFailed, Receiver
+from services.notifier.receivers.base import DeliveryFailed, Notification, Receiver
 from services.notifier.receivers.factory import ReceiverGroup, build_receivers
 from services.notifier.routing.config import load_configured_routing
 from services.notifier.routing.intervals import mute_reason
@@ -78,7 +78,8 @@ def create_service(settings: NotifierSettings | None = None) -> Service:
             # a redelivery, or a retry after a partial failure: skip who was told already
             if not await notifications.already_notified(incident.incident_id, name, integration.kind)
         ]
-        outcomes = await asyncio.gather(*(i.deliver(incident) for i in pending), return_exceptions=True)
+        notification = Notification.of(incident)
+        outcomes = await asyncio.gather(*(i.deliver(notification) for i in pending), return_exceptions=True)
         failures = []
         for integration, outcome in zip(pending, outcomes, strict=True):
             if isinstance(outcome, DeliveryFailed):

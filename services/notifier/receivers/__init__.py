@@ -9,8 +9,16 @@ from services.notifier.receivers.base import (
 )
 from services.notifier.receivers.console import ConsoleReceiver, render_summary
 from services.notifier.receivers.email import EmailReceiver, render_email
-from services.notifier.receivers.factory import ReceiverGroup, build_receiver, build_receivers
-from services.notifier.receivers.slack import ACTION_IDS, SlackWebhookReceiver, render_blocks
+from services.notifier.receivers.factory import (
+    ReceiverGroup,
+    build_receiver,
+    build_receivers,
+)
+from services.notifier.receivers.slack import (
+    ACTION_IDS,
+    SlackWebhookReceiver,
+    render_blocks,
+)
 
 __all__ = [
     "ACTION_IDS",

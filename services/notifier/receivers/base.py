@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,6 +18,8 @@ __all__ = [
     "DeliveryFailed",
     "DeliveryReceipt",
     "DeliveryStatus",
+    "Notification",
+    "NotificationReason",
     "Receiver",
 ]
 
@@ -28,6 +30,55 @@ class DeliveryStatus(StrEnum):
     failed = "failed"
 
 
+class NotificationReason(StrEnum):
+    first = "first"
+    """A group's first notification."""
+    update = "update"
+    """New incidents joined a group already notified."""
+    repeat = "repeat"
+    """A reminder: nothing new, nothing resolved, ``repeat_interval`` later."""
+    escalation = "escalation"
+    """An escalation policy's level: nobody acknowledged in time."""
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One message to one receiver: an aggregation group's flush or an escalation step.
+
+    ``incidents`` come lead first: the new ones of an update, every active one of a first
+    notification or a reminder. ``not_listed`` counts the group's active incidents that are
+    not in ``incidents`` (past the group's cap, or no longer stored).
+    """
+
+    key: str
+    """Idempotency key: the same for a resend of the same notification."""
+    receiver: str
+    incidents: tuple[Incident, ...]
+    reason: NotificationReason = NotificationReason.first
+    group_labels: dict[str, str] = field(default_factory=dict)
+    active: int = 0
+    """Unresolved incidents in the group, the listed ones included."""
+    not_listed: int = 0
+    escalation_level: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.incidents:
+            raise ValueError("a notification needs at least one incident")
+
+    @property
+    def lead(self) -> Incident:
+        return self.incidents[0]
+
+    @property
+    def others(self) -> tuple[Incident, ...]:
+        return self.incidents[1:]
+
+    @classmethod
+    def of(cls, incident: Incident, receiver: str = "") -> Notification:
+        """A notification of one incident (a group of one)."""
+        return cls(key=incident.incident_id, receiver=receiver, incidents=(incident,), active=1)
+
+
 class DeliveryReceipt(BaseModel):
     """The record of one delivery attempt chain to one receiver (every delivery is recorded)."""
 
@@ -35,7 +86,8 @@ class DeliveryReceipt(BaseModel):
 
     receiver: str = Field(description="The receiver's name in the routing config.")
     kind: str = Field(description="slack, email, console, or group for several integrations.")
-    incident_id: str
+    incident_id: str = Field(description="The notification's lead incident.")
+    notification_key: str = Field(default="", description="The notification's idempotency key.")
     status: DeliveryStatus
     attempts: int = Field(ge=0)
     detail: str = ""
@@ -71,10 +123,10 @@ class Receiver(ABC):
     kind: str
 
     @abstractmethod
-    async def deliver(self, incident: Incident) -> DeliveryReceipt:
+    async def deliver(self, notification: Notification) -> DeliveryReceipt:
         """Deliver once (retrying transient failures); raise ``DeliveryFailed`` on giving up."""
 
-    async def aclose(self) -> None:  # noqa: B027 - optional hook
+    async def aclose(self) -> None:
         """Release connections the receiver owns."""
 
     def __repr__(self) -> str:
@@ -84,9 +136,10 @@ class Receiver(ABC):
 class Attempts:
     """One delivery's attempt count and last response code, and the receipt they make."""
 
-    def __init__(self, receiver: Receiver, incident: Incident) -> None:
+    def __init__(self, receiver: Receiver, notification: Notification) -> None:
         self.receiver = receiver
-        self.incident_id = incident.incident_id
+        self.incident_id = notification.lead.incident_id
+        self.notification_key = notification.key
         self.started = utc_now()
         self.count = 0
         self.code: int | None = None
@@ -100,6 +153,7 @@ class Attempts:
             receiver=self.receiver.name,
             kind=self.receiver.kind,
             incident_id=self.incident_id,
+            notification_key=self.notification_key,
             status=status,
             attempts=self.count,
             detail=detail,

@@ -8,9 +8,15 @@ from typing import TextIO
 
 from schemas.base import utc_now
 from schemas.incidents import Incident
-from services.notifier.receivers.base import DeliveryReceipt, DeliveryStatus, Receiver
+from services.notifier.receivers.base import (
+    DeliveryReceipt,
+    DeliveryStatus,
+    Notification,
+    NotificationReason,
+    Receiver,
+)
 
-__all__ = ["ConsoleReceiver", "render_summary"]
+__all__ = ["ConsoleReceiver", "render_notification", "render_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,21 @@ def render_summary(incident: Incident) -> str:
     return " ".join(parts)
 
 
+def render_notification(notification: Notification) -> str:
+    """One line per listed incident, after a heading line for a group or an escalation."""
+    lines = [render_summary(incident) for incident in notification.incidents]
+    heading = []
+    if notification.reason is NotificationReason.escalation:
+        heading.append(f"Escalation, level {notification.escalation_level}:")
+    elif notification.reason is NotificationReason.repeat:
+        heading.append("Reminder, still unresolved:")
+    if notification.active > len(lines) or len(lines) > 1:
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(notification.group_labels.items()))
+        heading.append(f"{notification.active} active incident(s) in group {{{labels}}}"
+                       + (f", {notification.not_listed} not listed" if notification.not_listed else "") + ":")
+    return "\n".join([" ".join(heading), *lines] if heading else lines)
+
+
 class ConsoleReceiver(Receiver):
     """Writes the summary to ``stream`` (stdout by default), and logs it at ``log_level``.
 
@@ -62,17 +83,18 @@ class ConsoleReceiver(Receiver):
         self.note = note
         self.log_level = log_level
 
-    async def deliver(self, incident: Incident) -> DeliveryReceipt:
+    async def deliver(self, notification: Notification) -> DeliveryReceipt:
         started = utc_now()
-        summary = render_summary(incident)
+        summary = render_notification(notification)
         stream = self._stream if self._stream is not None else sys.stdout
         print(summary, file=stream, flush=True)
-        log.log(self.log_level, "incident %s: %s", incident.incident_id, summary)
+        log.log(self.log_level, "notification %s: %s", notification.key, summary)
         detail = "printed to console" + (f" ({self.note})" if self.note else "")
         return DeliveryReceipt(
             receiver=self.name,
             kind=self.kind,
-            incident_id=incident.incident_id,
+            incident_id=notification.lead.incident_id,
+            notification_key=notification.key,
             status=DeliveryStatus.delivered,
             attempts=1,
             detail=detail,

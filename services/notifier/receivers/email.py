@@ -19,6 +19,8 @@ from services.notifier.receivers.base import (
     DeliveryFailed,
     DeliveryReceipt,
     DeliveryStatus,
+    Notification,
+    NotificationReason,
     Receiver,
 )
 
@@ -36,11 +38,16 @@ def _one_line(text: str, limit: int = 200) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def render_subject(incident: Incident) -> str:
-    """``[Steward][HIGH] threat in <community>``; CR/LF can never reach the header."""
+def render_subject(notification: Notification) -> str:
+    """``[Steward][HIGH] threat in <community>``, marked as a reminder or an escalation and
+    counting a group's other incidents; CR/LF can never reach the header."""
+    incident = notification.lead
+    prefix = {NotificationReason.repeat: "[Reminder]",
+              NotificationReason.escalation: f"[Escalation L{notification.escalation_level}]"}
+    more = len(notification.others) + notification.not_listed
     return _one_line(
-        f"[Steward][{incident.severity.value.upper()}] {incident.category} "
-        f"in {incident.community_id}",
+        f"[Steward]{prefix.get(notification.reason, '')}[{incident.severity.value.upper()}] "
+        f"{incident.category} in {incident.community_id}" + (f" (+{more} more)" if more else ""),
         250,
     )
 
@@ -71,8 +78,15 @@ def _scores(incident: Incident) -> list[tuple[str, float]]:
     return sorted(incident.categories.items(), key=lambda kv: kv[1], reverse=True)
 
 
-def _render_text(incident: Incident) -> str:
-    lines = [render_subject(incident), ""]
+def _other_line(incident: Incident) -> str:
+    text = _one_line(incident.evidence.text or "", 120)
+    return (f"{incident.severity.value} {incident.category} by {incident.evidence.member_id}"
+            + (f': "{text}"' if text else "") + f" ({incident.incident_id})")
+
+
+def _render_text(notification: Notification) -> str:
+    incident = notification.lead
+    lines = [render_subject(notification), ""]
     width = max(len(k) for k, _ in _facts(incident))
     lines += [f"{k + ':':<{width + 1}} {_one_line(v)}" for k, v in _facts(incident)]
     if incident.categories:
@@ -82,6 +96,10 @@ def _render_text(incident: Incident) -> str:
     lines += [f"> {line}" for line in excerpt.splitlines()] if excerpt else ["  (no text captured)"]
     if incident.evidence.permalink:
         lines += ["", f"Open the message: {incident.evidence.permalink}"]
+    if notification.others:
+        lines += ["", "Also in this group:"] + [f"- {_one_line(_other_line(i), 300)}" for i in notification.others]
+    if notification.not_listed:
+        lines += [f"- and {notification.not_listed} more"]
     lines += [
         "",
         "Acknowledge, resolve or mark as a false positive in Slack or through the Steward API.",
@@ -89,7 +107,8 @@ def _render_text(incident: Incident) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _render_html(incident: Incident) -> str:
+def _render_html(notification: Notification) -> str:
+    incident = notification.lead
     e = html.escape
     rows = "\n".join(
         f'<tr><th align="left" style="padding:2px 12px 2px 0">{e(k)}</th>'
@@ -115,8 +134,12 @@ def _render_html(incident: Incident) -> str:
     heading = (
         f"{incident.severity.value.upper()} · {incident.category} in {incident.community_id}"
     )
+    listed = "".join(f"<li>{e(_other_line(i))}</li>" for i in notification.others)
+    if notification.not_listed:
+        listed += f"<li>and {notification.not_listed} more</li>"
+    others = f"<h3>Also in this group</h3><ul>{listed}</ul>" if listed else ""
     return f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>{e(render_subject(incident))}</title></head>
+<html><head><meta charset="utf-8"><title>{e(render_subject(notification))}</title></head>
 <body style="font-family:sans-serif">
 <h2>{e(heading)}</h2>
 <table>
@@ -126,25 +149,26 @@ def _render_html(incident: Incident) -> str:
 <h3>Evidence</h3>
 {evidence}
 {permalink}
+{others}
 <p style="color:#666">Acknowledge, resolve or mark as a false positive in Slack or through the
 Steward API.</p>
 </body></html>
 """
 
 
-def render_email(incident: Incident, sender: str, recipients: Sequence[str]) -> EmailMessage:
+def render_email(notification: Notification, sender: str, recipients: Sequence[str]) -> EmailMessage:
     """A multipart/alternative message: a text part, then an HTML part (escaped)."""
     if not recipients:
         raise ValueError("an email needs at least one recipient")
     msg = EmailMessage()
-    msg["Subject"] = render_subject(incident)
+    msg["Subject"] = render_subject(notification)
     msg["From"] = sender
     msg["To"] = ", ".join(recipients)
     msg["Date"] = format_datetime(utc_now())
     msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or "steward.local")
-    msg[INCIDENT_HEADER] = _one_line(incident.incident_id, 200)
-    msg.set_content(_render_text(incident))
-    msg.add_alternative(_render_html(incident), subtype="html")
+    msg[INCIDENT_HEADER] = _one_line(notification.lead.incident_id, 200)
+    msg.set_content(_render_text(notification))
+    msg.add_alternative(_render_html(notification), subtype="html")
     return msg
 
 
@@ -223,9 +247,9 @@ class EmailReceiver(Receiver):
         self.max_attempts = max_attempts
         self.backoff = Backoff(backoff_initial_s, backoff_max_s)
 
-    async def deliver(self, incident: Incident) -> DeliveryReceipt:
-        message = render_email(incident, self.sender, self.recipients)
-        tries = Attempts(self, incident)
+    async def deliver(self, notification: Notification) -> DeliveryReceipt:
+        message = render_email(notification, self.sender, self.recipients)
+        tries = Attempts(self, notification)
 
         while True:
             attempts = tries.next()

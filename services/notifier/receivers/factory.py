@@ -10,11 +10,11 @@ from typing import Any, TextIO
 import httpx
 
 from schemas.base import utc_now
-from schemas.incidents import Incident
 from services.notifier.receivers.base import (
     DeliveryFailed,
     DeliveryReceipt,
     DeliveryStatus,
+    Notification,
     Receiver,
 )
 from services.notifier.receivers.console import ConsoleReceiver
@@ -45,10 +45,11 @@ class ReceiverGroup(Receiver):
         for member in self.members:
             await member.aclose()
 
-    async def deliver(self, incident: Incident) -> DeliveryReceipt:
+    async def deliver(self, notification: Notification) -> DeliveryReceipt:
+        incident = notification.lead
         started = utc_now()
         results = await asyncio.gather(
-            *(m.deliver(incident) for m in self.members), return_exceptions=True
+            *(m.deliver(notification) for m in self.members), return_exceptions=True
         )
         parts: list[DeliveryReceipt] = []
         for member, result in zip(self.members, results, strict=True):
@@ -63,6 +64,7 @@ class ReceiverGroup(Receiver):
                         receiver=member.name,
                         kind=member.kind,
                         incident_id=incident.incident_id,
+                        notification_key=notification.key,
                         status=DeliveryStatus.failed,
                         attempts=1,
                         detail=f"unexpected {type(result).__name__}: {result}",
@@ -83,6 +85,7 @@ class ReceiverGroup(Receiver):
             receiver=self.name,
             kind=self.kind,
             incident_id=incident.incident_id,
+            notification_key=notification.key,
             status=status,
             attempts=max(p.attempts for p in parts),
             detail="; ".join(f"{p.kind}: {p.status.value}" for p in parts),

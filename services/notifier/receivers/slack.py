@@ -20,17 +20,20 @@ from services.notifier.receivers.base import (
     DeliveryFailed,
     DeliveryReceipt,
     DeliveryStatus,
+    Notification,
+    NotificationReason,
     Receiver,
 )
 
 __all__ = [
-    "ACTION_IDS",
     "ACTIONS_BLOCK_ID",
+    "ACTION_IDS",
     "EVIDENCE_LIMIT",
     "SECTION_TEXT_LIMIT",
     "SlackWebhookReceiver",
     "escape_mrkdwn",
     "render_blocks",
+    "render_notification",
     "truncate_escaped",
 ]
 
@@ -199,6 +202,45 @@ def render_blocks(incident: Incident) -> dict[str, Any]:
     return {"text": render_text(incident), "blocks": blocks}
 
 
+OTHERS_LISTED = 8
+"""Other incidents of a group listed one line each under the lead incident (each line is at
+most about 300 characters, so the list stays within a section's 3,000)."""
+
+
+def _other_line(incident: Incident) -> str:
+    excerpt = " ".join((incident.evidence.text or "").split())
+    quoted = f": {truncate_escaped(excerpt, 120)}" if excerpt else ""
+    return (f"• {_EMOJI[incident.severity]} *{incident.severity.value}* {truncate_escaped(incident.category, 60)} "
+            f"by `{truncate_escaped(incident.evidence.member_id, 80)}`{quoted}")
+
+
+def render_notification(notification: Notification) -> dict[str, Any]:
+    """The lead incident in full (with its buttons), then one line per other listed incident,
+    and a line saying why this message comes: a reminder, an escalation, a group's size."""
+    payload = render_blocks(notification.lead)
+    blocks = payload["blocks"]
+    why: list[str] = []
+    if notification.reason is NotificationReason.escalation:
+        why.append(f":arrow_double_up: *Escalation, level {notification.escalation_level}*: "
+                   "nobody acknowledged in time")
+    elif notification.reason is NotificationReason.repeat:
+        why.append(":repeat: *Reminder*: still unresolved")
+    if notification.active > 1:
+        why.append(f"{notification.active} active incidents in this group")
+    if why:
+        blocks.insert(1, {"type": "context", "elements": [_mrkdwn(" · ".join(why))]})
+    others = notification.others
+    if others:
+        lines = [_other_line(i) for i in others[:OTHERS_LISTED]]
+        more = len(others) - OTHERS_LISTED + notification.not_listed
+        if more > 0:
+            lines.append(f"…and {more} more")
+        blocks.insert(-1, {"type": "section", "text": _mrkdwn("*Also in this group*\n" + "\n".join(lines))})
+    if len(notification.incidents) > 1:
+        payload["text"] = f"{payload['text']} (+{len(notification.incidents) - 1 + notification.not_listed} more)"
+    return payload
+
+
 def _retry_after_s(response: httpx.Response) -> float | None:
     raw = response.headers.get("Retry-After")
     if raw is None:
@@ -265,9 +307,9 @@ class SlackWebhookReceiver(Receiver):
             await self._client.aclose()
             self._client = None
 
-    async def deliver(self, incident: Incident) -> DeliveryReceipt:
-        payload = render_blocks(incident)
-        tries = Attempts(self, incident)
+    async def deliver(self, notification: Notification) -> DeliveryReceipt:
+        payload = render_notification(notification)
+        tries = Attempts(self, notification)
 
         while True:
             attempts = tries.next()

@@ -5,7 +5,12 @@ import time
 import httpx
 import pytest
 
-from services.notifier.receivers import DeliveryFailed, DeliveryStatus, SlackWebhookReceiver
+from services.notifier.receivers import (
+    DeliveryFailed,
+    DeliveryStatus,
+    SlackWebhookReceiver,
+)
+from services.notifier.receivers.base import Notification
 
 
 def fast(url: str, **kw) -> SlackWebhookReceiver:
@@ -17,7 +22,7 @@ def fast(url: str, **kw) -> SlackWebhookReceiver:
 async def test_posts_block_kit_json(slack, make_incident) -> None:
     receiver = fast(slack.url)
     try:
-        receipt = await receiver.deliver(make_incident(incident_id="inc-77"))
+        receipt = await receiver.deliver(Notification.of(make_incident(incident_id="inc-77")))
     finally:
         await receiver.aclose()
     assert receipt.status is DeliveryStatus.delivered
@@ -39,7 +44,7 @@ async def test_429_retry_after_is_honoured(slack, make_incident) -> None:
     slack.script.append((429, {"Retry-After": "1"}, "rate_limited"))
     receiver = fast(slack.url)
     try:
-        receipt = await receiver.deliver(make_incident())
+        receipt = await receiver.deliver(Notification.of(make_incident()))
     finally:
         await receiver.aclose()
     assert receipt.ok and receipt.attempts == 2 and receipt.response_code == 200
@@ -55,7 +60,7 @@ async def test_retry_after_is_capped(slack, make_incident) -> None:
     receiver = fast(slack.url, retry_after_max_s=0.2)
     t0 = time.monotonic()
     try:
-        receipt = await receiver.deliver(make_incident())
+        receipt = await receiver.deliver(Notification.of(make_incident()))
     finally:
         await receiver.aclose()
     assert receipt.ok and receipt.attempts == 2
@@ -70,7 +75,7 @@ async def test_transient_5xx_then_success(slack, make_incident) -> None:
         receiver = SlackWebhookReceiver(
             slack.url, client, name="mods", backoff_initial_s=0.01, backoff_max_s=0.02
         )
-        receipt = await receiver.deliver(make_incident())
+        receipt = await receiver.deliver(Notification.of(make_incident()))
         await receiver.aclose()
         assert not client.is_closed
     assert receipt.ok and receipt.attempts == 3
@@ -82,7 +87,7 @@ async def test_5xx_forever_raises_after_bounded_attempts(slack, make_incident) -
     receiver = fast(slack.url, max_attempts=3)
     try:
         with pytest.raises(DeliveryFailed) as info:
-            await receiver.deliver(make_incident(incident_id="inc-500"))
+            await receiver.deliver(Notification.of(make_incident(incident_id="inc-500")))
     finally:
         await receiver.aclose()
     receipt = info.value.receipt
@@ -98,7 +103,7 @@ async def test_4xx_fails_at_once(slack, make_incident) -> None:
     receiver = fast(slack.url)
     try:
         with pytest.raises(DeliveryFailed) as info:
-            await receiver.deliver(make_incident())
+            await receiver.deliver(Notification.of(make_incident()))
     finally:
         await receiver.aclose()
     assert info.value.receipt.attempts == 1
@@ -111,7 +116,7 @@ async def test_connection_refused_is_retried_then_fails(make_incident, closed_po
     receiver = fast(f"http://127.0.0.1:{closed_port}/services/T/B/secret-token", max_attempts=3)
     try:
         with pytest.raises(DeliveryFailed) as info:
-            await receiver.deliver(make_incident())
+            await receiver.deliver(Notification.of(make_incident()))
     finally:
         await receiver.aclose()
     receipt = info.value.receipt

@@ -13,6 +13,7 @@ from services.notifier.receivers import (
     ReceiverGroup,
     build_receivers,
 )
+from services.notifier.receivers.base import Notification
 from services.notifier.routing import load_default_routing, receivers_for
 from services.runtime.settings import NotifierSettings
 
@@ -32,7 +33,7 @@ def email_receiver(server, **kw) -> EmailReceiver:
 
 async def test_mail_arrives_with_text_and_html_parts(smtp, make_incident) -> None:
     incident = make_incident(evidence={"text": "<b>you</b> & me"})
-    receipt = await email_receiver(smtp).deliver(incident)
+    receipt = await email_receiver(smtp).deliver(Notification.of(incident))
     assert receipt.status is DeliveryStatus.delivered
     assert (receipt.receiver, receipt.kind, receipt.attempts, receipt.response_code) == (
         "mods",
@@ -58,7 +59,7 @@ async def test_mail_arrives_with_text_and_html_parts(smtp, make_incident) -> Non
 
 async def test_temporary_failure_is_retried(smtp, make_incident) -> None:
     smtp.data_script.append("451 4.3.0 try again later")
-    receipt = await email_receiver(smtp).deliver(make_incident())
+    receipt = await email_receiver(smtp).deliver(Notification.of(make_incident()))
     assert receipt.ok and receipt.attempts == 2
     assert smtp.data_commands == 2 and len(smtp.received) == 1
 
@@ -66,7 +67,7 @@ async def test_temporary_failure_is_retried(smtp, make_incident) -> None:
 async def test_temporary_failure_forever_exhausts(smtp, make_incident) -> None:
     smtp.data_script.extend(["451 4.3.0 busy"] * 10)
     with pytest.raises(DeliveryFailed) as info:
-        await email_receiver(smtp).deliver(make_incident())
+        await email_receiver(smtp).deliver(Notification.of(make_incident()))
     receipt = info.value.receipt
     assert receipt.status is DeliveryStatus.failed
     assert receipt.attempts == 3 and receipt.response_code == 451
@@ -77,7 +78,7 @@ async def test_temporary_failure_forever_exhausts(smtp, make_incident) -> None:
 async def test_permanent_refusal_fails_at_once(smtp, make_incident) -> None:
     smtp.rcpt_reply = "550 5.1.1 no such user"
     with pytest.raises(DeliveryFailed) as info:
-        await email_receiver(smtp).deliver(make_incident())
+        await email_receiver(smtp).deliver(Notification.of(make_incident()))
     assert info.value.receipt.attempts == 1
     assert info.value.receipt.response_code == 550
     assert not smtp.received
@@ -88,7 +89,7 @@ async def test_unreachable_server_is_retried_then_fails(closed_port, make_incide
         "127.0.0.1", closed_port, sender="s@x.org", recipients=["r@x.org"], **FAST
     )
     with pytest.raises(DeliveryFailed) as info:
-        await receiver.deliver(make_incident())
+        await receiver.deliver(Notification.of(make_incident()))
     assert info.value.receipt.attempts == 3
     assert info.value.receipt.response_code is None
 
@@ -98,7 +99,7 @@ async def test_starttls_and_login(smtp_tls, tls_cert, make_incident) -> None:
     receiver = email_receiver(
         smtp_tls, starttls=True, username="steward", password="s3cret", cert_bundle=str(cert)
     )
-    receipt = await receiver.deliver(make_incident())
+    receipt = await receiver.deliver(Notification.of(make_incident()))
     assert receipt.ok
     (got,) = smtp_tls.received
     assert got.tls and got.login == "steward"
@@ -111,7 +112,7 @@ async def test_bad_credentials_fail_at_once(smtp_tls, tls_cert, make_incident) -
         smtp_tls, starttls=True, username="steward", password="wrong", cert_bundle=str(cert)
     )
     with pytest.raises(DeliveryFailed) as info:
-        await receiver.deliver(make_incident())
+        await receiver.deliver(Notification.of(make_incident()))
     assert info.value.receipt.attempts == 1
     assert info.value.receipt.response_code == 535
     assert not smtp_tls.received
@@ -137,7 +138,7 @@ async def test_default_routing_end_to_end(slack, smtp, make_incident) -> None:
 
         high = make_incident(incident_id="inc-high", severity="high")
         assert receivers_for(config.route, high.labels()) == ["moderators", "console"]
-        receipt = await receivers["moderators"].deliver(high)
+        receipt = await receivers["moderators"].deliver(Notification.of(high))
         assert receipt.status is DeliveryStatus.delivered and receipt.kind == "group"
         assert sorted(p.kind for p in receipt.parts) == ["email", "slack"]
         assert all(p.ok and p.receiver == "moderators" for p in receipt.parts)
@@ -150,14 +151,14 @@ async def test_default_routing_end_to_end(slack, smtp, make_incident) -> None:
         low = make_incident(incident_id="inc-low", severity="low")
         (name,) = receivers_for(config.route, low.labels())
         assert name == "console"
-        receipt = await receivers[name].deliver(low)
+        receipt = await receivers[name].deliver(Notification.of(low))
         assert receipt.ok and "inc-low" in out.getvalue()
         assert len(slack.posts) == 1 and len(smtp.received) == 1  # nothing more sent
 
         # Slack down: the group reports a partial delivery and says which part failed
         slack.default = (500, {}, "down")
         with pytest.raises(DeliveryFailed) as info:
-            await receivers["moderators"].deliver(make_incident(incident_id="inc-2"))
+            await receivers["moderators"].deliver(Notification.of(make_incident(incident_id="inc-2")))
         group = info.value.receipt
         assert group.status is DeliveryStatus.partial
         by_kind = {p.kind: p for p in group.parts}

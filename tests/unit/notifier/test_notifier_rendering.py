@@ -7,7 +7,13 @@ import re
 import pytest
 
 from schemas.feedback import FeedbackAction
-from services.notifier.receivers import ACTION_IDS, ConsoleReceiver, render_blocks, render_email
+from services.notifier.receivers import (
+    ACTION_IDS,
+    ConsoleReceiver,
+    render_blocks,
+    render_email,
+)
+from services.notifier.receivers.base import Notification
 from services.notifier.receivers.console import render_summary
 from services.notifier.receivers.slack import (
     EVIDENCE_LIMIT,
@@ -151,7 +157,7 @@ def test_header_is_cut_to_slack_limit(make_incident) -> None:
 
 
 def test_email_has_text_and_html_parts(make_incident) -> None:
-    msg = render_email(make_incident(), "steward@acme.org", ["a@acme.org", "b@acme.org"])
+    msg = render_email(Notification.of(make_incident()), "steward@acme.org", ["a@acme.org", "b@acme.org"])
     assert msg["Subject"] == "[Steward][HIGH] threat in acme"
     assert msg["From"] == "steward@acme.org"
     assert msg["To"] == "a@acme.org, b@acme.org"
@@ -176,7 +182,7 @@ def test_email_html_is_escaped(make_incident) -> None:
         },
         rule="a&b",
     )
-    msg = render_email(incident, "s@x.org", ["r@x.org"])
+    msg = render_email(Notification.of(incident), "s@x.org", ["r@x.org"])
     html = msg.get_body(("html",)).get_content()
     assert "<script>" not in html
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; co" in html
@@ -190,7 +196,7 @@ def test_email_html_is_escaped(make_incident) -> None:
 
 def test_email_subject_cannot_inject_headers(make_incident) -> None:
     msg = render_email(
-        make_incident(community_id="acme\r\nBcc: victim@x.org", severity="critical"),
+        Notification.of(make_incident(community_id="acme\r\nBcc: victim@x.org", severity="critical")),
         "s@x.org",
         ["r@x.org"],
     )
@@ -201,7 +207,7 @@ def test_email_subject_cannot_inject_headers(make_incident) -> None:
 
 def test_email_needs_recipients(make_incident) -> None:
     with pytest.raises(ValueError):
-        render_email(make_incident(), "s@x.org", [])
+        render_email(Notification.of(make_incident()), "s@x.org", [])
 
 
 # --------------------------------------------------------------------------- console
@@ -218,7 +224,7 @@ def test_console_summary_is_one_paragraph(make_incident) -> None:
 async def test_console_receiver_prints_and_returns_a_receipt(make_incident) -> None:
     out = io.StringIO()
     receiver = ConsoleReceiver("ops", out, note="fallback: slack not configured")
-    receipt = await receiver.deliver(make_incident())
+    receipt = await receiver.deliver(Notification.of(make_incident()))
     assert out.getvalue().strip() == render_summary(make_incident())
     assert receipt.ok and receipt.receiver == "ops" and receipt.kind == "console"
     assert receipt.incident_id == "inc-0001" and receipt.attempts == 1

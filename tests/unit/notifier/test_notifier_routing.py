@@ -16,7 +16,12 @@ from services.notifier.routing import (
     parse_matcher,
     receivers_for,
 )
-from services.notifier.routing.config import Matcher, Route, RoutingConfig, format_duration
+from services.notifier.routing.config import (
+    Matcher,
+    Route,
+    RoutingConfig,
+    format_duration,
+)
 
 # --------------------------------------------------------------------------- matchers
 
