@@ -148,6 +148,15 @@ class NotifierSettings(RuntimeSettings):
     slack_webhook_url: str | None = Field(
         default=None, description="Slack incoming webhook; alerts go to the console when unset."
     )
+    slack_bot_token: SecretStr | None = Field(
+        default=None, description="Bot token (xoxb-...) for chat.postMessage to a receiver's channel."
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        default=None, description="Verifies Slack's interactivity callbacks (the alert's buttons)."
+    )
+    slack_api_url: str = Field(
+        default="https://slack.com/api", description="Slack Web API base; a local stand-in in tests."
+    )
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_username: str | None = None

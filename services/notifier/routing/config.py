@@ -285,8 +285,15 @@ class _Strict(BaseModel):
 
 
 class SlackConfig(_Strict):
+    """An incoming webhook (``webhook_url``), or, with ``channel``, chat.postMessage with the
+    bot token of the settings (``slack_bot_token``), whose messages can then be updated."""
+
     webhook_url: str | None = Field(
         default=None, description="Incoming webhook; settings' slack_webhook_url when unset."
+    )
+    channel: str | None = Field(
+        default=None,
+        description="Channel id (or name) for chat.postMessage with the bot token; wins over a webhook.",
     )
 
     @field_validator("webhook_url")
@@ -294,6 +301,13 @@ class SlackConfig(_Strict):
     def _http_url(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("http://", "https://")):
             raise ValueError(f"webhook_url must be an http(s) URL, got {v!r}")
+        return v
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, v: str | None) -> str | None:
+        if v is not None and (not v.strip() or any(c.isspace() for c in v)):
+            raise ValueError(f"channel must be a Slack channel id or name without spaces, got {v!r}")
         return v
 
 
