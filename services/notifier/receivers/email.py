@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import logging
+import os
 from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from pathlib import Path
 
 import aiosmtplib
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    pass_eval_context,
+    select_autoescape,
+)
+from jinja2.nodes import EvalContext
+from markupsafe import Markup
 
 from schemas.base import utc_now
 from schemas.incidents import Incident
@@ -24,7 +37,14 @@ from services.notifier.receivers.base import (
     Receiver,
 )
 
-__all__ = ["EVIDENCE_LIMIT", "EmailReceiver", "render_email", "render_subject"]
+__all__ = [
+    "EVIDENCE_LIMIT",
+    "EmailReceiver",
+    "render_email",
+    "render_parts",
+    "render_subject",
+    "template_context",
+]
 
 log = logging.getLogger(__name__)
 
@@ -84,82 +104,93 @@ def _other_line(incident: Incident) -> str:
             + (f': "{text}"' if text else "") + f" ({incident.incident_id})")
 
 
-def _render_text(notification: Notification) -> str:
-    incident = notification.lead
-    lines = [render_subject(notification), ""]
-    width = max(len(k) for k, _ in _facts(incident))
-    lines += [f"{k + ':':<{width + 1}} {_one_line(v)}" for k, v in _facts(incident)]
-    if incident.categories:
-        lines += ["", "Scores:"] + [f"  {name}: {score:.2f}" for name, score in _scores(incident)]
-    lines += ["", "Evidence:"]
-    excerpt = _excerpt(incident.evidence.text)
-    lines += [f"> {line}" for line in excerpt.splitlines()] if excerpt else ["  (no text captured)"]
-    if incident.evidence.permalink:
-        lines += ["", f"Open the message: {incident.evidence.permalink}"]
-    if notification.others:
-        lines += ["", "Also in this group:"] + [f"- {_one_line(_other_line(i), 300)}" for i in notification.others]
-    if notification.not_listed:
-        lines += [f"- and {notification.not_listed} more"]
-    lines += [
-        "",
-        "Acknowledge, resolve or mark as a false positive in Slack or through the Steward API.",
-    ]
-    return "\n".join(lines) + "\n"
+TEMPLATE_DIR = Path(__file__).with_name("templates")
+"""The built-in templates, shipped as package data."""
+TEXT_TEMPLATE = "incident_email.txt.j2"
+HTML_TEMPLATE = "incident_email.html.j2"
 
 
-def _render_html(notification: Notification) -> str:
+@pass_eval_context
+def _finalize(eval_ctx: EvalContext, value: object) -> object:
+    """Escape every ``{{ value }}`` of an autoescaped template the way ``html.escape`` does
+    (``&quot;``, ``&#x27;``) rather than markupsafe's ``&#34;``/``&#39;``, so both spellings
+    of the mails stay the same; values already marked safe pass through. Text templates
+    get their values untouched."""
+    if eval_ctx.autoescape and not hasattr(value, "__html__"):
+        return Markup(html.escape(str(value), quote=True))
+    return value
+
+
+@functools.lru_cache(maxsize=16)
+def _environment(template_dir: str | None) -> Environment:
+    """Templates from ``template_dir`` first (an operator's overrides), then the built-ins.
+    HTML templates (``*.html.j2``) are autoescaped, text ones are not; an undefined name
+    raises instead of rendering as an empty string."""
+    loaders = [FileSystemLoader(template_dir)] if template_dir else []
+    env = Environment(
+        loader=ChoiceLoader([*loaders, FileSystemLoader(TEMPLATE_DIR)]),
+        autoescape=select_autoescape(
+            enabled_extensions=("html.j2", "html", "htm"), default_for_string=False, default=False
+        ),
+        undefined=StrictUndefined,
+        finalize=_finalize,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["one_line"] = _one_line
+    return env
+
+
+def template_context(notification: Notification) -> dict[str, object]:
+    """What the email templates see."""
     incident = notification.lead
-    e = html.escape
-    rows = "\n".join(
-        f'<tr><th align="left" style="padding:2px 12px 2px 0">{e(k)}</th>'
-        f"<td>{e(v)}</td></tr>"
-        for k, v in _facts(incident)
-    )
-    scores = "".join(
-        f"<li><code>{e(name)}</code> {score:.2f}</li>" for name, score in _scores(incident)
-    )
-    excerpt = _excerpt(incident.evidence.text)
-    evidence = (
-        '<blockquote style="border-left:3px solid #ccc;margin:0;padding-left:8px;'
-        f'white-space:pre-wrap">{e(excerpt)}</blockquote>'
-        if excerpt
-        else "<p><em>(no text captured)</em></p>"
-    )
     link = incident.evidence.permalink
-    permalink = (
-        f'<p><a href="{e(link, quote=True)}">Open the message</a></p>'
-        if link and link.startswith(("https://", "http://"))
-        else ""
-    )
-    heading = (
-        f"{incident.severity.value.upper()} · {incident.category} in {incident.community_id}"
-    )
-    listed = "".join(f"<li>{e(_other_line(i))}</li>" for i in notification.others)
-    if notification.not_listed:
-        listed += f"<li>and {notification.not_listed} more</li>"
-    others = f"<h3>Also in this group</h3><ul>{listed}</ul>" if listed else ""
-    return f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>{e(render_subject(notification))}</title></head>
-<body style="font-family:sans-serif">
-<h2>{e(heading)}</h2>
-<table>
-{rows}
-</table>
-{f"<h3>Scores</h3><ul>{scores}</ul>" if scores else ""}
-<h3>Evidence</h3>
-{evidence}
-{permalink}
-{others}
-<p style="color:#666">Acknowledge, resolve or mark as a false positive in Slack or through the
-Steward API.</p>
-</body></html>
-"""
+    return {
+        "notification": notification,
+        "incident": incident,
+        "subject": render_subject(notification),
+        "reason": notification.reason.value,
+        "escalation_level": notification.escalation_level,
+        "active": notification.active,
+        "group_labels": dict(notification.group_labels),
+        "facts": _facts(incident),
+        "scores": _scores(incident),
+        "excerpt": _excerpt(incident.evidence.text),
+        "permalink": link if link and link.startswith(("https://", "http://")) else None,
+        "others": [_other_line(i) for i in notification.others],
+        "not_listed": notification.not_listed,
+    }
 
 
-def render_email(notification: Notification, sender: str, recipients: Sequence[str]) -> EmailMessage:
-    """A multipart/alternative message: a text part, then an HTML part (escaped)."""
+def _template_dir(template_dir: str | os.PathLike[str] | None) -> str | None:
+    return os.fspath(template_dir) if template_dir is not None else None
+
+
+def render_parts(
+    notification: Notification, template_dir: str | os.PathLike[str] | None = None
+) -> tuple[str, str]:
+    """The text and the HTML part of the email, from the templates."""
+    env = _environment(_template_dir(template_dir))
+    context = template_context(notification)
+    return (
+        env.get_template(TEXT_TEMPLATE).render(context),
+        env.get_template(HTML_TEMPLATE).render(context),
+    )
+
+
+def render_email(
+    notification: Notification,
+    sender: str,
+    recipients: Sequence[str],
+    *,
+    template_dir: str | os.PathLike[str] | None = None,
+) -> EmailMessage:
+    """A multipart/alternative message: a text part, then an HTML part (escaped), rendered
+    from the templates (``template_dir``'s files of the same names win over the built-ins)."""
     if not recipients:
         raise ValueError("an email needs at least one recipient")
+    text, html_part = render_parts(notification, template_dir)
     msg = EmailMessage()
     msg["Subject"] = render_subject(notification)
     msg["From"] = sender
@@ -167,8 +198,8 @@ def render_email(notification: Notification, sender: str, recipients: Sequence[s
     msg["Date"] = format_datetime(utc_now())
     msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or "steward.local")
     msg[INCIDENT_HEADER] = _one_line(notification.lead.incident_id, 200)
-    msg.set_content(_render_text(notification))
-    msg.add_alternative(_render_html(notification), subtype="html")
+    msg.set_content(text)
+    msg.add_alternative(html_part, subtype="html")
     return msg
 
 
@@ -204,7 +235,8 @@ class EmailReceiver(Receiver):
     Connection errors, timeouts and 4xx replies are retried with bounded exponential
     backoff; 5xx replies (bad recipient, auth refused) fail at once. Giving up raises
     ``DeliveryFailed``. Recipients refused while others were accepted are noted in the
-    receipt's detail.
+    receipt's detail. ``template_dir`` names a directory whose ``incident_email.txt.j2`` /
+    ``incident_email.html.j2`` replace the built-in templates.
     """
 
     kind = "email"
@@ -227,6 +259,7 @@ class EmailReceiver(Receiver):
         max_attempts: int = 4,
         backoff_initial_s: float = 1.0,
         backoff_max_s: float = 30.0,
+        template_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if not recipients:
             raise ValueError("EmailReceiver needs at least one recipient")
@@ -246,9 +279,18 @@ class EmailReceiver(Receiver):
         self.timeout_s = timeout_s
         self.max_attempts = max_attempts
         self.backoff = Backoff(backoff_initial_s, backoff_max_s)
+        self.template_dir = _template_dir(template_dir)
+        if self.template_dir is not None:
+            if not os.path.isdir(self.template_dir):
+                raise ValueError(f"template_dir {self.template_dir!r} is not a directory")
+            env = _environment(self.template_dir)
+            for template in (TEXT_TEMPLATE, HTML_TEMPLATE):
+                env.get_template(template)  # a syntax error shows at start, not at the first incident
 
     async def deliver(self, notification: Notification) -> DeliveryReceipt:
-        message = render_email(notification, self.sender, self.recipients)
+        message = render_email(
+            notification, self.sender, self.recipients, template_dir=self.template_dir
+        )
         tries = Attempts(self, notification)
 
         while True:
