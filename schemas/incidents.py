@@ -61,4 +61,5 @@ class Incident(Contract):
             "channel": self.channel_id or "",
             "platform": self.platform.value,
             "rule": self.rule,
+            "member": self.evidence.member_id,
         }

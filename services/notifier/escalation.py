@@ -19,24 +19,13 @@ between resends the step instead of skipping it, and recording it twice is a no-
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
-
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    PlainValidator,
-    model_validator,
-)
+from typing import Any
 
 from schemas.feedback import FeedbackAction
-from services.notifier.routing.config import format_duration, parse_duration
+from services.notifier.routing.config import EscalationLevel, EscalationPolicy
 
 __all__ = [
     "STOPPING_ACTIONS",
@@ -64,52 +53,6 @@ STOPPING_ACTIONS = frozenset(
 DOCUMENT_VERSION = 1
 _TICK = timedelta(microseconds=1)
 """datetime's resolution: the first instant strictly after a deadline is deadline + 1µs."""
-
-
-def _positive_duration(value: Any) -> timedelta:
-    result = parse_duration(value)
-    if result <= timedelta(0):
-        raise ValueError("timeout must be greater than zero")
-    return result
-
-
-Timeout = Annotated[
-    timedelta,
-    PlainValidator(_positive_duration),
-    PlainSerializer(format_duration, return_type=str),
-]
-
-
-class EscalationLevel(BaseModel):
-    """One level: who is notified, and how long they have to acknowledge."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    receivers: tuple[str, ...] = Field(min_length=1)
-    timeout: Timeout
-
-    @model_validator(mode="before")
-    @classmethod
-    def _single_receiver(cls, data: Any) -> Any:
-        # ``receiver: mods`` is the common case; accept it as ``receivers: [mods]``.
-        if isinstance(data, Mapping) and "receiver" in data and "receivers" not in data:
-            data = {**data, "receivers": [data["receiver"]]}
-            del data["receiver"]
-        return data
-
-
-class EscalationPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(min_length=1)
-    levels: tuple[EscalationLevel, ...] = Field(min_length=1)
-    repeat: int = Field(default=0, ge=0)
-    """How many times the whole sequence runs again after its last level."""
-
-    @property
-    def fingerprint(self) -> str:
-        """Identifies the levels and repeat count (not the name) of this version."""
-        return _fingerprint(self.levels, self.repeat)
 
 
 @dataclass(frozen=True)
@@ -320,21 +263,6 @@ def next_wakeup(states: Iterable[EscalationState | None]) -> datetime | None:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _fingerprint(levels: Iterable[EscalationLevel], repeat: int) -> str:
-    canonical = json.dumps(
-        {
-            "levels": [
-                {"receivers": list(lv.receivers), "timeout_ms": _ms(lv.timeout)}
-                for lv in levels
-            ],
-            "repeat": repeat,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def _check_aware(now: datetime) -> None:

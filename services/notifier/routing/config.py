@@ -38,7 +38,10 @@ Unlike YAML 1.1, ``17:00`` or ``1:5`` unquoted stay strings (not base-60 numbers
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -277,6 +280,74 @@ Duration = Annotated[
 ]
 
 
+# --------------------------------------------------------------------------- escalation policies
+
+
+def _positive_duration(value: Any) -> timedelta:
+    result = parse_duration(value)
+    if result <= timedelta(0):
+        raise ValueError("timeout must be greater than zero")
+    return result
+
+
+Timeout = Annotated[
+    timedelta,
+    PlainValidator(_positive_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+
+
+class EscalationLevel(BaseModel):
+    """One level: who is notified, and how long they have to acknowledge."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    receivers: tuple[str, ...] = Field(min_length=1)
+    timeout: Timeout
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_receiver(cls, data: Any) -> Any:
+        # ``receiver: mods`` is the common case; accept it as ``receivers: [mods]``.
+        if isinstance(data, Mapping) and "receiver" in data and "receivers" not in data:
+            data = {**data, "receivers": [data["receiver"]]}
+            del data["receiver"]
+        return data
+
+
+class EscalationPolicy(BaseModel):
+    """PagerDuty-style: ordered levels with timeouts, run ``repeat`` more times (see
+    ``services.notifier.escalation`` for the semantics)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    levels: tuple[EscalationLevel, ...] = Field(min_length=1)
+    repeat: int = Field(default=0, ge=0)
+    """How many times the whole sequence runs again after its last level."""
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the levels and repeat count (not the name) of this version."""
+        return _fingerprint(self.levels, self.repeat)
+
+
+def _fingerprint(levels: Iterable[EscalationLevel], repeat: int) -> str:
+    canonical = json.dumps(
+        {
+            "levels": [
+                {"receivers": list(lv.receivers), "timeout_ms": round(lv.timeout.total_seconds() * 1000)}
+                for lv in levels
+            ],
+            "repeat": repeat,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+
 # --------------------------------------------------------------------------- receivers
 
 
@@ -362,7 +433,7 @@ class ReceiverConfig(_Strict):
 
 # --------------------------------------------------------------------------- inhibition
 
-INCIDENT_LABELS = frozenset({"community", "severity", "category", "channel", "platform", "rule"})
+INCIDENT_LABELS = frozenset({"community", "severity", "category", "channel", "platform", "rule", "member"})
 """The labels ``Incident.labels()`` gives; ``equal`` may only name these (see below)."""
 
 
@@ -663,6 +734,8 @@ class Route(_Strict):
     repeat_interval: Duration | None = None
     mute_time_intervals: list[str] = Field(default_factory=list)
     active_time_intervals: list[str] = Field(default_factory=list)
+    escalation_policy: str | None = None
+    """Inherited: an incident this route notifies also starts this escalation policy."""
 
     @field_validator("group_by")
     @classmethod
@@ -697,6 +770,11 @@ class RoutingConfig(_Strict):
     route: Route
     inhibit_rules: list[InhibitRule] = Field(default_factory=list)
     time_intervals: list[NamedTimeInterval] = Field(default_factory=list)
+    escalation_policies: list[EscalationPolicy] = Field(default_factory=list)
+    fallback_receiver: str | None = Field(
+        default=None,
+        description="Told when a delivery gives up after its retries (the console when unset).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> RoutingConfig:
@@ -706,6 +784,12 @@ class RoutingConfig(_Strict):
         if problems:
             raise ValueError("; ".join(f"{_loc_str(loc)}: {msg}" for loc, msg in problems))
         return self
+
+    def escalation_policy(self, name: str) -> EscalationPolicy:
+        for policy in self.escalation_policies:
+            if policy.name == name:
+                return policy
+        raise KeyError(name)
 
     def receiver(self, name: str) -> ReceiverConfig:
         for r in self.receivers:
@@ -761,12 +845,40 @@ def reference_problems(config: RoutingConfig) -> list[tuple[tuple[str | int, ...
         intervals.add(t.name)
     known = ", ".join(sorted(seen)) or "none"
     known_intervals = ", ".join(sorted(intervals)) or "none"
+    policies: set[str] = set()
+    for i, policy in enumerate(config.escalation_policies):
+        if policy.name in policies:
+            problems.append(
+                (("escalation_policies", i, "name"), f"duplicate escalation policy name {policy.name!r}")
+            )
+        policies.add(policy.name)
+        for j, level in enumerate(policy.levels):
+            for k, name in enumerate(level.receivers):
+                if name not in seen:
+                    problems.append(
+                        (
+                            ("escalation_policies", i, "levels", j, "receivers", k),
+                            f"unknown receiver {name!r} (defined: {known})",
+                        )
+                    )
+    known_policies = ", ".join(sorted(policies)) or "none"
+    if config.fallback_receiver is not None and config.fallback_receiver not in seen:
+        problems.append(
+            (("fallback_receiver",), f"unknown receiver {config.fallback_receiver!r} (defined: {known})")
+        )
     for loc, node in root.walk():
         if node.receiver is not None and node.receiver not in seen:
             problems.append(
                 (
                     (*loc, "receiver"),
                     f"unknown receiver {node.receiver!r} (defined: {known})",
+                )
+            )
+        if node.escalation_policy is not None and node.escalation_policy not in policies:
+            problems.append(
+                (
+                    (*loc, "escalation_policy"),
+                    f"unknown escalation policy {node.escalation_policy!r} (defined: {known_policies})",
                 )
             )
         for key in ("mute_time_intervals", "active_time_intervals"):

@@ -20,20 +20,22 @@ not resolved) is the caller's business: pass their labels as ``sources``. A sour
 muted itself still inhibits, as in Alertmanager.
 
 **Which labels ``equal`` can use.** The routing labels are those of ``Incident.labels()``:
-community, severity, category, channel, platform, rule. There is no member label, so "a
-critical incident mutes the lower ones of the same member" cannot be said exactly; the
-rule above is the nearest one: a critical incident mutes lower-severity incidents of the
-same rule in the same channel of the same community (say a ``rule="raid"`` escalation to
-critical muting the high ``raid`` incidents of the other raiders' messages in that
-channel). Another one, a raid muting the per-message threshold incidents in its channel:
+community, severity, category, channel, platform, rule and member (the evidence's
+author). SPEC's example, a critical incident muting the lower ones of the same member:
+
+      - source_matchers: ['severity="critical"']
+        target_matchers: ['severity=~"low|medium|high"']
+        equal: [community, member]
+
+and a raid muting the per-message threshold incidents in its channel:
 
       - source_matchers: ['rule="raid"']
         target_matchers: ['rule=~"(channel:.*:)?threshold:.*"', 'severity!="critical"']
         equal: [community, channel]
 
 ``equal`` may only name those labels (``config.INCIDENT_LABELS``): an unknown one, like
-``member``, would be missing on both sides, hence always equal, and silently widen the
-rule to every member; ``load_routing`` refuses it.
+``author``, would be missing on both sides, hence always equal, and silently widen the
+rule to every incident; ``load_routing`` refuses it.
 """
 
 from __future__ import annotations

@@ -45,6 +45,8 @@ class MatchedRoute:
     """This node's own (never inherited): notifications are muted while one is active."""
     active_time_intervals: tuple[str, ...] = ()
     """This node's own (never inherited): when set, notifications are muted outside them."""
+    escalation_policy: str | None = None
+    """Inherited: the escalation policy an incident notified on this route starts."""
 
     @property
     def key(self) -> str:
@@ -70,10 +72,14 @@ class _Effective:
     group_wait: timedelta
     group_interval: timedelta
     repeat_interval: timedelta
+    escalation_policy: str | None = None
 
     def under(self, node: Route) -> _Effective:
         return _Effective(
             receiver=node.receiver if node.receiver is not None else self.receiver,
+            escalation_policy=node.escalation_policy
+            if node.escalation_policy is not None
+            else self.escalation_policy,
             group_by=tuple(node.group_by) if node.group_by is not None else self.group_by,
             group_wait=node.group_wait if node.group_wait is not None else self.group_wait,
             group_interval=node.group_interval
@@ -119,6 +125,7 @@ def _walk(
                 matchers=chain,
                 mute_time_intervals=tuple(node.mute_time_intervals),
                 active_time_intervals=tuple(node.active_time_intervals),
+                escalation_policy=eff.escalation_policy,
             )
         )
     return found

@@ -143,26 +143,30 @@ def test_find_inhibition_names_the_source() -> None:
 
 def test_documented_examples_with_real_incident_labels(make_incident) -> None:
     cfg = load_routing(_uncommented_default_examples())
-    critical_rule, raid_rule = cfg.inhibit_rules
+    member_rule, raid_rule = cfg.inhibit_rules
     raid_critical = make_incident(severity="critical", rule="raid").labels()
-    raid_high = make_incident(severity="high", rule="raid", incident_id="inc-2").labels()
-    threat_high = make_incident(severity="high", rule="threshold:threat").labels()
+    same_member_high = make_incident(severity="high", rule="threshold:insult", incident_id="inc-2").labels()
+    other = {"member_id": "U-other"}
+    raid_high_other = make_incident(severity="high", rule="raid", incident_id="inc-3", evidence=other).labels()
+    threat_high = make_incident(severity="high", rule="threshold:threat", evidence=other).labels()
     other_channel = make_incident(
-        severity="high", rule="threshold:threat", channel_id="C7"
+        severity="high", rule="threshold:threat", channel_id="C7", evidence=other
     ).labels()
-    sources = [raid_critical, raid_high, threat_high, other_channel]
-    # a critical raid incident mutes the lower raid incidents of its channel (rule 1)
-    assert inhibiting_rule(raid_high, sources, cfg.inhibit_rules) is critical_rule
+    sources = [raid_critical, same_member_high, raid_high_other, threat_high, other_channel]
+    # a critical incident mutes the lower incidents of the same member (rule 1) ...
+    assert inhibiting_rule(same_member_high, sources, cfg.inhibit_rules) is member_rule
+    # ... not another member's raid incident (and rule 2 targets threshold rules only)
+    assert inhibiting_rule(raid_high_other, sources, cfg.inhibit_rules) is None
     # a raid mutes the per-message threshold incidents of the same channel (rule 2) ...
     assert inhibiting_rule(threat_high, sources, cfg.inhibit_rules) is raid_rule
     assert is_inhibited(
-        make_incident(rule="channel:C42:threshold:insult", severity="low").labels(),
+        make_incident(rule="channel:C42:threshold:insult", severity="low", evidence=other).labels(),
         sources,
         cfg.inhibit_rules,
     )
     # ... but not those of another channel, nor a critical one, nor the critical raid itself
     assert inhibiting_rule(other_channel, sources, cfg.inhibit_rules) is None
-    threat_critical = make_incident(severity="critical", rule="threshold:threat").labels()
+    threat_critical = make_incident(severity="critical", rule="threshold:threat", evidence=other).labels()
     assert inhibiting_rule(threat_critical, sources, cfg.inhibit_rules) is None
     assert inhibiting_rule(raid_critical, sources, cfg.inhibit_rules) is None
 
@@ -180,17 +184,21 @@ def _uncommented_default_examples() -> str:
     for line in default_routing_path().read_text().splitlines():
         if line in ("# inhibit_rules:", "# time_intervals:"):
             in_block = True
+        elif line == "inhibit_rules:" or (in_block and line.startswith("  ")):
+            in_block = True  # an active list whose commented entries continue it
+            out.append(line)
+            continue
         elif not line.startswith("#  "):
             in_block = False
         out.append(line[2:] if in_block else line)
     return "\n".join(out) + "\n"
 
 
-def test_default_routing_has_no_inhibit_rules_but_documents_valid_ones() -> None:
-    assert load_default_routing().inhibit_rules == []
+def test_default_routing_has_the_spec_inhibit_rule_and_documents_another() -> None:
+    assert [r.equal for r in load_default_routing().inhibit_rules] == [["community", "member"]]
     cfg = load_routing(_uncommented_default_examples())
     assert [r.equal for r in cfg.inhibit_rules] == [
-        ["community", "channel", "rule"],
+        ["community", "member"],
         ["community", "channel"],
     ]
     assert [t.name for t in cfg.time_intervals] == ["office-hours"]
@@ -237,8 +245,8 @@ GOOD = "receivers: [{name: c, console: {}}]\nroute: {receiver: c}\ninhibit_rules
             ["line 5:", "inhibit_rules[1].source_matchers[0]", "bad matcher"],
         ),
         (
-            "  - source_matchers: [severity=critical]\n    equal: [community, member]\n",
-            ["line 5:", "inhibit_rules[0].equal", "'member' is not an incident label"],
+            "  - source_matchers: [severity=critical]\n    equal: [community, author]\n",
+            ["line 5:", "inhibit_rules[0].equal", "'author' is not an incident label"],
         ),
         (
             "  - equal: [channel, channel]\n",
