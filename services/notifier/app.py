@@ -1,34 +1,39 @@
-"""Notifier: route each incident to its receivers, once per incident and receiver, unless
-a silence covers it or its route is muted by a time interval (both recorded)."""
+"""Notifier service: consumes incidents and moderators' decisions, and runs the dispatcher
+that groups, escalates and delivers them (``dispatcher``), plus the silences API."""
 
 import asyncio
 import logging
-from datetime import UTC, datetime
 
 from fastapi import Depends
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from schemas import Incident, topics
-from services.notifier.receivers.base import DeliveryFailed, Notification, Receiver
-from services.notifier.receivers.factory import ReceiverGroup, build_receivers
+from schemas import Incident, ModeratorFeedback, topics
+from services.notifier.delivery import Deliverer, DeliveryMetrics
+from services.notifier.dispatcher import Dispatcher
+from services.notifier.receivers.base import DeliveryReceipt, Notification
+from services.notifier.receivers.factory import build_receivers
 from services.notifier.routing.config import load_configured_routing
-from services.notifier.routing.intervals import mute_reason
-from services.notifier.routing.tree import match_route
-from services.notifier.silences.matching import silencing
 from services.notifier.silences.store import SilenceStore
 from services.notifier.silences.views import build_silences_router
 from services.notifier.state import NotificationLog
 from services.runtime.auth import require_api_key
 from services.runtime.broker import consumer_options
+from services.runtime.deadletter import HEADER_PREFIX
 from services.runtime.service import Service
 from services.runtime.settings import NotifierSettings
-from services.runtime.telemetry import current_trace_id
 
 log = logging.getLogger("steward.notifier")
 GROUP_ID = "steward-notifier"
 
 
-def integrations(receiver: Receiver) -> list[Receiver]:
-    return receiver.members if isinstance(receiver, ReceiverGroup) else [receiver]
+class DeliveryGaveUp(Exception):
+    """The reason a notification is on the incidents' dead-letter topic."""
+
+
+def current_traceparent() -> str | None:
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    return carrier.get("traceparent")
 
 
 def create_service(settings: NotifierSettings | None = None) -> Service:
@@ -37,31 +42,48 @@ def create_service(settings: NotifierSettings | None = None) -> Service:
     routing = load_configured_routing(settings.routing_file)
     receivers = build_receivers(routing, settings)
     notifications = NotificationLog(service.db)
-    service.on_startup(notifications.create_indexes)
     silences = SilenceStore(service.db)
+    metrics = DeliveryMetrics(service.registry)
+
+    async def dead_letter(notification: Notification, failed: DeliveryReceipt) -> None:
+        headers = {
+            f"{HEADER_PREFIX}error-type": DeliveryGaveUp.__name__,
+            f"{HEADER_PREFIX}error-message": failed.detail[:2000],
+            f"{HEADER_PREFIX}attempts": str(failed.attempts),
+            f"{HEADER_PREFIX}topic": topics.INCIDENTS,
+            f"{HEADER_PREFIX}group": GROUP_ID,
+            f"{HEADER_PREFIX}receiver": f"{failed.receiver}/{failed.kind}",
+            f"{HEADER_PREFIX}notification": notification.key,
+            f"{HEADER_PREFIX}failed-at": failed.finished_at.isoformat(),
+        }
+        for incident in notification.incidents:
+            await service.dead_letters.publish(incident.to_bytes(), topics.INCIDENTS, incident.incident_id.encode(),
+                                               headers, DeliveryGaveUp(failed.detail))
+
+    fallback = receivers[routing.fallback_receiver] if routing.fallback_receiver else None
+    deliverer = Deliverer(receivers, notifications, metrics, fallback=fallback, dead_letter=dead_letter)
+    dispatcher = Dispatcher(service.db, routing, deliverer, notifications, silences, metrics,
+                            lease=settings.lease, active_for=settings.incident_active_for, poll=settings.poll)
+    service.app.state.dispatcher = dispatcher
+    service.on_startup(dispatcher.create_indexes)
     service.on_startup(silences.create_indexes)
     service.app.include_router(build_silences_router(silences),
                                dependencies=[Depends(require_api_key(settings.api_keys))])
 
-    async def receivers_now(incident: Incident) -> list[str]:
-        """The receivers to tell now: none under a silence; none on a route muted by its time intervals."""
-        labels, now = incident.labels(), datetime.now(UTC)
-        silence = silencing(labels, await silences.active(now), now)
-        if silence is not None:
-            await notifications.suppressed(incident.incident_id, "", f"silenced by {silence.id} until "
-                                           f"{silence.ends_at.isoformat()} ({silence.created_by}: {silence.comment})")
-            return []
-        names: list[str] = []
-        for matched in match_route(routing.route, labels):
-            muted = mute_reason(matched, routing.time_intervals_by_name, now)
-            if muted is not None:
-                await notifications.suppressed(incident.incident_id, matched.receiver, muted)
-            elif matched.receiver not in names:
-                names.append(matched.receiver)
-        return names
+    stop = asyncio.Event()
+    running: list[asyncio.Task[None]] = []
+
+    @service.on_startup
+    async def start_dispatcher() -> None:
+        stop.clear()
+        running.append(asyncio.create_task(dispatcher.run(stop), name="notifier-dispatcher"))
 
     @service.on_shutdown
-    async def close_receivers() -> None:
+    async def stop_dispatcher() -> None:
+        stop.set()  # in-flight notifications finish and are recorded before the store closes
+        for task in running:
+            await task
+        running.clear()
         for receiver in receivers.values():
             await receiver.aclose()
 
@@ -69,29 +91,13 @@ def create_service(settings: NotifierSettings | None = None) -> Service:
         topics.INCIDENTS, **consumer_options(settings, GROUP_ID), title=f"{topics.INCIDENTS}:notifier"
     )
     async def on_incident(incident: Incident) -> None:
-        await notifications.remember_incident(incident)
-        trace_id = current_trace_id()
-        pending = [
-            integration
-            for name in await receivers_now(incident)
-            for integration in integrations(receivers[name])
-            # a redelivery, or a retry after a partial failure: skip who was told already
-            if not await notifications.already_notified(incident.incident_id, name, integration.kind)
-        ]
-        notification = Notification.of(incident)
-        outcomes = await asyncio.gather(*(i.deliver(notification) for i in pending), return_exceptions=True)
-        failures = []
-        for integration, outcome in zip(pending, outcomes, strict=True):
-            if isinstance(outcome, DeliveryFailed):
-                failures.append(outcome)
-                outcome = outcome.receipt
-            elif isinstance(outcome, BaseException):
-                raise outcome
-            await notifications.record(outcome, trace_id)
-            log.info("incident %s to %s (%s): %s", incident.incident_id, integration.name,
-                     integration.kind, outcome.status.value)
-        if failures:
-            raise failures[0]  # the consumer wrapper retries, then dead-letters
+        await dispatcher.admit(incident, current_traceparent())
+
+    @service.broker.subscriber(
+        topics.FEEDBACK, **consumer_options(settings, f"{GROUP_ID}-feedback"), title=f"{topics.FEEDBACK}:notifier"
+    )
+    async def on_feedback(feedback: ModeratorFeedback) -> None:
+        await dispatcher.decide(feedback)
 
     return service
 

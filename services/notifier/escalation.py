@@ -36,6 +36,7 @@ __all__ = [
     "acknowledge",
     "advanced",
     "due",
+    "escalate_now",
     "is_current",
     "next_wakeup",
     "start",
@@ -205,6 +206,17 @@ def acknowledge(state: EscalationState, now: datetime) -> EscalationState:
     if state.acknowledged_at is not None:
         return state
     return replace(state, acknowledged_at=now)
+
+
+def escalate_now(state: EscalationState, now: datetime) -> EscalationState:
+    """A moderator pressed Escalate: the current level's time counts as spent, so the next
+    step is due at ``now``. Nothing changes once the escalation is finished or when no
+    level was notified yet (level 0 is due already)."""
+    _check_aware(now)
+    if state.finished or state.level is None:
+        return state
+    spent = now - state.levels[state.level].timeout - _TICK
+    return replace(state, notified_at=min(state.notified_at or spent, spent))
 
 
 def due(state: EscalationState, now: datetime) -> Escalate | None:

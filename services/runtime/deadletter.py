@@ -17,12 +17,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter
-from pydantic import ValidationError
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
-
 from aiokafka import ConsumerRecord
 from faststream.middlewares import BaseMiddleware
+from prometheus_client import CollectorRegistry, Counter
+from pydantic import ValidationError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
+
 from schemas.topics import dead_letter
 
 if TYPE_CHECKING:
@@ -96,7 +101,6 @@ class DeadLetterPolicy:
 
         Batch handlers call this for the one record of a batch that is poison, and go on
         with the others."""
-        assert self._broker is not None, "DeadLetterPolicy.bind(broker) was not called"
         headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
         headers.update(
             {
@@ -111,11 +115,21 @@ class DeadLetterPolicy:
                 f"{HEADER_PREFIX}failed-at": datetime.now(UTC).isoformat(),
             }
         )
-        target = dead_letter(record.topic)
+        await self.publish(record.value, record.topic, record.key, headers, error)
+        log.warning(
+            "dead-lettered %s[%s]@%s after %s attempt(s): %s: %s",
+            record.topic, record.partition, record.offset, attempts, type(error).__name__, error,
+        )
+
+    async def publish(self, value: bytes | None, topic: str, key: bytes | None, headers: dict[str, str],
+                      error: BaseException) -> None:
+        """Put ``value`` on ``topic``'s dead-letter topic; retried until the broker takes it."""
+        assert self._broker is not None, "DeadLetterPolicy.bind(broker) was not called"
+        target = dead_letter(topic)
         delay = self.retry.backoff_initial_s
         while True:
             try:
-                await self._broker.publish(record.value, target, key=record.key, headers=headers)
+                await self._broker.publish(value, target, key=key, headers=headers)
                 break
             except asyncio.CancelledError:
                 raise
@@ -123,11 +137,7 @@ class DeadLetterPolicy:
                 log.error("dead-lettering to %s failed, retrying in %.1fs: %r", target, delay, publish_error)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry.backoff_max_s)
-        self.dead_letters.labels(record.topic, type(error).__name__).inc()
-        log.warning(
-            "dead-lettered %s[%s]@%s after %s attempt(s): %s: %s",
-            record.topic, record.partition, record.offset, attempts, type(error).__name__, error,
-        )
+        self.dead_letters.labels(topic, type(error).__name__).inc()
 
 
 class _RetryThenDeadLetter(BaseMiddleware):

@@ -3,6 +3,7 @@
 Every field is documented in README.md under "Configuration"; keep the two in step.
 """
 
+from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -157,6 +158,11 @@ class NotifierSettings(RuntimeSettings):
     slack_api_url: str = Field(
         default="https://slack.com/api", description="Slack Web API base; a local stand-in in tests."
     )
+    slack_channel_interval_s: float = Field(
+        default=1.0, ge=0,
+        description="Least time from the end of one post to a Slack channel (or webhook) to the next; "
+                    "Slack allows about one message a second per channel.",
+    )
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_username: str | None = None
@@ -164,3 +170,28 @@ class NotifierSettings(RuntimeSettings):
     smtp_starttls: bool = False
     email_from: str = "steward@localhost"
     email_to: list[str] = Field(default_factory=list)
+    dispatch_lease_s: float = Field(
+        default=30.0, gt=0,
+        description="How long a replica owns a notification it is sending; a crashed replica's work is "
+                    "taken over after this. Longer than a delivery with its retries.",
+    )
+    dispatch_poll_s: float = Field(
+        default=1.0, gt=0, description="How often a replica looks for timers another replica set."
+    )
+    incident_active_s: float = Field(
+        default=86400.0, gt=0,
+        description="An incident nobody resolves stops being reminded of, and stops inhibiting others, "
+                    "this long after it arrived.",
+    )
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.dispatch_lease_s)
+
+    @property
+    def poll(self) -> timedelta:
+        return timedelta(seconds=self.dispatch_poll_s)
+
+    @property
+    def incident_active_for(self) -> timedelta:
+        return timedelta(seconds=self.incident_active_s)
