@@ -14,15 +14,18 @@ from services.notifier.receivers.factory import (
     build_receiver,
     build_receivers,
 )
+from services.notifier.receivers.pacing import ChannelPacer
 from services.notifier.receivers.slack import (
     ACTION_IDS,
     SlackWebhookReceiver,
     render_blocks,
 )
+from services.notifier.receivers.slack_bot import SlackBotReceiver
 
 __all__ = [
     "ACTION_IDS",
     "Backoff",
+    "ChannelPacer",
     "ConsoleReceiver",
     "DeliveryFailed",
     "DeliveryReceipt",
@@ -30,6 +33,7 @@ __all__ = [
     "EmailReceiver",
     "Receiver",
     "ReceiverGroup",
+    "SlackBotReceiver",
     "SlackWebhookReceiver",
     "build_receiver",
     "build_receivers",

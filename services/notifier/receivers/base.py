@@ -97,6 +97,11 @@ class DeliveryReceipt(BaseModel):
     parts: tuple[DeliveryReceipt, ...] = Field(
         default=(), description="One receipt per integration, for a group."
     )
+    reference: str | None = Field(
+        default=None,
+        description="Where the message landed, when the receiver learns it: CHANNEL/ts for "
+        "Slack's chat.postMessage (the message that buttons later update).",
+    )
     started_at: UtcDatetime = Field(default_factory=utc_now)
     finished_at: UtcDatetime = Field(default_factory=utc_now)
 
@@ -148,7 +153,9 @@ class Attempts:
         self.count += 1
         return self.count
 
-    def receipt(self, status: DeliveryStatus, detail: str) -> DeliveryReceipt:
+    def receipt(
+        self, status: DeliveryStatus, detail: str, reference: str | None = None
+    ) -> DeliveryReceipt:
         return DeliveryReceipt(
             receiver=self.receiver.name,
             kind=self.receiver.kind,
@@ -158,6 +165,7 @@ class Attempts:
             attempts=self.count,
             detail=detail,
             response_code=self.code,
+            reference=reference,
             started_at=self.started,
             finished_at=utc_now(),
         )

@@ -19,7 +19,9 @@ from services.notifier.receivers.base import (
 )
 from services.notifier.receivers.console import ConsoleReceiver
 from services.notifier.receivers.email import EmailReceiver
+from services.notifier.receivers.pacing import ChannelPacer
 from services.notifier.receivers.slack import SlackWebhookReceiver
+from services.notifier.receivers.slack_bot import SlackBotReceiver
 from services.notifier.routing.config import ReceiverConfig, RoutingConfig
 from services.runtime.settings import NotifierSettings
 
@@ -106,23 +108,38 @@ def build_receiver(
     console_stream: TextIO | None = None,
     slack_options: Mapping[str, Any] | None = None,
     email_options: Mapping[str, Any] | None = None,
+    pacer: ChannelPacer | None = None,
 ) -> Receiver:
     """One receiver for one ``receivers:`` entry.
 
-    Slack without a webhook URL (neither in the entry nor ``slack_webhook_url``), and email
+    Slack with a ``channel`` posts with the bot token (``slack_bot_token``), else to the
+    webhook (the entry's or ``slack_webhook_url``). Slack without its token or URL, and email
     without ``smtp_host`` or recipients, are left out with a warning; an entry left with
-    nothing falls back to the console, so an incident is never silently dropped.
+    nothing falls back to the console, so an incident is never silently dropped. Slack posts
+    are spaced per channel by ``pacer`` (a new one from the settings when not given).
     """
     members: list[Receiver] = []
     missing: list[str] = []
     if config.console is not None:
         members.append(ConsoleReceiver(config.name, console_stream))
     if config.slack is not None:
+        options = {
+            "name": config.name,
+            "pacer": pacer if pacer is not None else ChannelPacer(settings.slack_channel_interval_s),
+            **(slack_options or {}),
+        }
+        token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
         url = config.slack.webhook_url or settings.slack_webhook_url
-        if url:
+        if config.slack.channel and token:
             members.append(
-                SlackWebhookReceiver(url, http_client, name=config.name, **(slack_options or {}))
+                SlackBotReceiver(
+                    token, config.slack.channel, http_client, api_url=settings.slack_api_url, **options
+                )
             )
+        elif config.slack.channel:
+            missing.append("slack (a channel but no bot token)")
+        elif url:
+            members.append(SlackWebhookReceiver(url, http_client, **options))
         else:
             missing.append("slack (no webhook URL)")
     if config.email is not None:
@@ -165,7 +182,9 @@ def build_receivers(
 ) -> dict[str, Receiver]:
     """Every receiver of the routing config, by name. ``slack_options`` / ``email_options``
     pass retry and timeout keywords through to the receivers (``max_attempts``,
-    ``backoff_initial_s``, ``backoff_max_s``, ``timeout_s``, ...)."""
+    ``backoff_initial_s``, ``backoff_max_s``, ``timeout_s``, ...). Every Slack receiver
+    shares one pacer, so two receivers posting to one channel still space their posts."""
+    pacer = ChannelPacer(settings.slack_channel_interval_s)
     return {
         rc.name: build_receiver(
             rc,
@@ -174,6 +193,7 @@ def build_receivers(
             console_stream=console_stream,
             slack_options=slack_options,
             email_options=email_options,
+            pacer=pacer,
         )
         for rc in config.receivers
     }

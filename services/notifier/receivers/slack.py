@@ -1,13 +1,18 @@
-"""Slack: a Block Kit rendering of an incident, and an incoming-webhook receiver."""
+"""Slack: a Block Kit rendering of an incident, the attempt loop Slack receivers share, and
+the incoming-webhook receiver."""
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import time
+from abc import abstractmethod
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import httpx
@@ -24,14 +29,21 @@ from services.notifier.receivers.base import (
     NotificationReason,
     Receiver,
 )
+from services.notifier.receivers.pacing import ChannelPacer
 
 __all__ = [
     "ACTIONS_BLOCK_ID",
     "ACTION_IDS",
     "EVIDENCE_LIMIT",
     "SECTION_TEXT_LIMIT",
+    "Outcome",
+    "SlackPoster",
     "SlackWebhookReceiver",
+    "Verdict",
+    "button_value",
     "escape_mrkdwn",
+    "parse_button_value",
+    "parse_retry_after",
     "render_blocks",
     "render_notification",
     "truncate_escaped",
@@ -118,6 +130,24 @@ def _field(title: str, value: str | None) -> dict[str, Any]:
     return _mrkdwn(f"*{title}*\n{shown}")
 
 
+def button_value(incident: Incident) -> str:
+    """What a decision button carries back to the interactivity callback: the incident and
+    its community, which the feedback contract needs (compact JSON, within Slack's 2,000)."""
+    return json.dumps({"i": incident.incident_id, "c": incident.community_id}, separators=(",", ":"))
+
+
+def parse_button_value(value: str) -> tuple[str, str]:
+    """``(incident_id, community_id)`` from a button's value; ``ValueError`` if it is not ours."""
+    try:
+        decoded = json.loads(value)
+    except (TypeError, json.JSONDecodeError):
+        decoded = None
+    ids = (decoded.get("i"), decoded.get("c")) if isinstance(decoded, dict) else (None, None)
+    if not all(isinstance(v, str) and v for v in ids):
+        raise ValueError("button value is not a Steward incident reference (incident and community ids)")
+    return ids
+
+
 def render_text(incident: Incident) -> str:
     """The plain notification text (push notifications, clients without blocks)."""
     sev = incident.severity.value.upper()
@@ -176,14 +206,15 @@ def render_blocks(incident: Incident) -> dict[str, Any]:
         scores = " · ".join(f"`{name}` {score:.2f}" for name, score in ranked)
         blocks.append({"type": "section", "text": _mrkdwn(f"*Scores*\n{scores}")})
 
-    if incident.incident_id and len(incident.incident_id) <= BUTTON_VALUE_LIMIT:
+    value = button_value(incident)
+    if incident.incident_id and incident.community_id and len(value) <= BUTTON_VALUE_LIMIT:
         buttons = []
         for action, label, style in _BUTTONS:
             button: dict[str, Any] = {
                 "type": "button",
                 "text": {"type": "plain_text", "text": label},
                 "action_id": ACTION_IDS[action],
-                "value": incident.incident_id,
+                "value": value,
             }
             if style:
                 button["style"] = style
@@ -241,7 +272,7 @@ def render_notification(notification: Notification) -> dict[str, Any]:
     return payload
 
 
-def _retry_after_s(response: httpx.Response) -> float | None:
+def parse_retry_after(response: httpx.Response) -> float | None:
     raw = response.headers.get("Retry-After")
     if raw is None:
         return None
@@ -264,19 +295,40 @@ def _redact(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/…" if parts.netloc else "<webhook>"
 
 
-class SlackWebhookReceiver(Receiver):
-    """Posts the Block Kit message to a Slack incoming webhook.
+class Outcome(StrEnum):
+    delivered = "delivered"
+    rate_limited = "rate_limited"
+    """Wait ``Retry-After`` (or back off), then retry."""
+    transient = "transient"
+    """Back off, then retry."""
+    permanent = "permanent"
+    """Retrying cannot help: fail at once."""
 
-    2xx: delivered. 429: waits ``Retry-After`` (at most ``retry_after_max_s``) and retries.
-    5xx, 408 and connection errors: bounded exponential backoff. Other 4xx: fails at once.
-    Every retry counts against ``max_attempts``; giving up raises ``DeliveryFailed``.
+
+class Verdict(NamedTuple):
+    """What one answer from Slack means for the delivery."""
+
+    outcome: Outcome
+    detail: str
+    retry_after_s: float | None = None
+    reference: str | None = None
+
+
+class SlackPoster(Receiver):
+    """The attempt loop every Slack receiver shares: pace, post, judge the answer, retry.
+
+    Rate limited: waits ``Retry-After`` (at most ``retry_after_max_s``; the backoff when
+    absent) and holds the pacer's key so other posts to the channel wait too. Transient
+    errors and connection errors: bounded exponential backoff. Permanent errors: fail at
+    once. Every retry counts against ``max_attempts``; giving up raises ``DeliveryFailed``.
+    Each attempt is paced by ``pacer`` (when given) under ``pace_key``.
     """
 
     kind = "slack"
+    pace_key: str
 
     def __init__(
         self,
-        url: str,
         client: httpx.AsyncClient | None = None,
         *,
         name: str = "slack",
@@ -285,15 +337,16 @@ class SlackWebhookReceiver(Receiver):
         backoff_max_s: float = 10.0,
         retry_after_max_s: float = 60.0,
         timeout_s: float = 10.0,
+        pacer: ChannelPacer | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.name = name
-        self.url = url
         self.max_attempts = max_attempts
         self.backoff = Backoff(backoff_initial_s, backoff_max_s)
         self.retry_after_max_s = retry_after_max_s
         self.timeout_s = timeout_s
+        self.pacer = pacer
         self._client = client
         self._owns_client = client is None
 
@@ -307,37 +360,55 @@ class SlackWebhookReceiver(Receiver):
             await self._client.aclose()
             self._client = None
 
+    def _paced(self) -> AbstractAsyncContextManager[None]:
+        return self.pacer.slot(self.pace_key) if self.pacer is not None else nullcontext()
+
+    @abstractmethod
+    def _payload(self, notification: Notification) -> dict[str, Any]:
+        """The JSON body to post."""
+
+    @abstractmethod
+    async def _post(self, payload: dict[str, Any]) -> httpx.Response:
+        """One POST; transport errors propagate."""
+
+    @abstractmethod
+    def _judge(self, response: httpx.Response) -> Verdict:
+        """What Slack's answer means."""
+
+    @abstractmethod
+    def _target(self) -> str:
+        """Where the posts go, safe to log (no secret in it)."""
+
     async def deliver(self, notification: Notification) -> DeliveryReceipt:
-        payload = render_notification(notification)
+        payload = self._payload(notification)
         tries = Attempts(self, notification)
 
         while True:
             attempts = tries.next()
             t0 = time.monotonic()
             try:
-                response = await self._http().post(self.url, json=payload, timeout=self.timeout_s)
+                async with self._paced():
+                    t0 = time.monotonic()  # the post's own time, not the pacing's
+                    response = await self._post(payload)
             except httpx.TransportError as exc:
                 tries.code = None
-                detail = f"{type(exc).__name__} posting to {_redact(self.url)}: {exc}".rstrip(": ")
+                detail = f"{type(exc).__name__} posting to {self._target()}: {exc}".rstrip(": ")
                 delay = self.backoff.delay(attempts)
             else:
-                code = tries.code = response.status_code
-                body = response.text[:200]
-                if response.is_success:
-                    return tries.receipt(DeliveryStatus.delivered, f"HTTP {code} {body}".strip())
-                if code == 429:
-                    wait = _retry_after_s(response)
-                    delay = min(
-                        self.retry_after_max_s,
-                        wait if wait is not None else self.backoff.delay(attempts),
-                    )
-                    detail = f"rate limited (HTTP 429, Retry-After {wait})"
-                elif code >= 500 or code == 408:
-                    delay = self.backoff.delay(attempts)
-                    detail = f"HTTP {code} {body}".strip()
-                else:
-                    failed = tries.receipt(DeliveryStatus.failed, f"HTTP {code} {body}".strip())
-                    raise DeliveryFailed(failed)
+                tries.code = response.status_code
+                verdict = self._judge(response)
+                detail = verdict.detail
+                if verdict.outcome is Outcome.delivered:
+                    return tries.receipt(DeliveryStatus.delivered, detail, verdict.reference)
+                if verdict.outcome is Outcome.permanent:
+                    raise DeliveryFailed(tries.receipt(DeliveryStatus.failed, detail))
+                delay = self.backoff.delay(attempts)
+                if verdict.outcome is Outcome.rate_limited:
+                    if verdict.retry_after_s is not None:
+                        delay = verdict.retry_after_s
+                    delay = min(self.retry_after_max_s, delay)
+                    if self.pacer is not None:
+                        self.pacer.hold(self.pace_key, delay)
             log.warning(
                 "slack receiver %r attempt %d/%d failed after %.0f ms: %s",
                 self.name,
@@ -349,3 +420,37 @@ class SlackWebhookReceiver(Receiver):
             if attempts >= self.max_attempts:
                 raise DeliveryFailed(tries.receipt(DeliveryStatus.failed, f"retries exhausted: {detail}"))
             await asyncio.sleep(delay)
+
+
+class SlackWebhookReceiver(SlackPoster):
+    """Posts the Block Kit message to a Slack incoming webhook.
+
+    2xx: delivered. 429: rate limited. 5xx, 408 and connection errors: transient. Other
+    4xx: permanent. Paced under the webhook's URL: a webhook posts to one channel.
+    """
+
+    def __init__(self, url: str, client: httpx.AsyncClient | None = None, **options: Any) -> None:
+        super().__init__(client, **options)
+        self.url = url
+        self.pace_key = f"webhook:{url}"
+
+    def _payload(self, notification: Notification) -> dict[str, Any]:
+        return render_notification(notification)
+
+    async def _post(self, payload: dict[str, Any]) -> httpx.Response:
+        return await self._http().post(self.url, json=payload, timeout=self.timeout_s)
+
+    def _target(self) -> str:
+        return _redact(self.url)
+
+    def _judge(self, response: httpx.Response) -> Verdict:
+        code = response.status_code
+        detail = f"HTTP {code} {response.text[:200]}".strip()
+        if response.is_success:
+            return Verdict(Outcome.delivered, detail)
+        if code == 429:
+            wait = parse_retry_after(response)
+            return Verdict(Outcome.rate_limited, f"rate limited (HTTP 429, Retry-After {wait})", wait)
+        if code >= 500 or code == 408:
+            return Verdict(Outcome.transient, detail)
+        return Verdict(Outcome.permanent, detail)

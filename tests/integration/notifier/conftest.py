@@ -1,6 +1,7 @@
-"""Real local servers for the notifier's integration tests: a fake Slack incoming webhook
-(``http.server`` in a thread) and an SMTP server (aiosmtpd ``Controller``), both on
-127.0.0.1 with free ports. ``make_incident`` comes from tests/conftest.py."""
+"""Real local servers for the notifier's integration tests: a fake Slack (``http.server`` in
+a thread; an incoming webhook, a Web API, a response_url: any POST path) and an SMTP server
+(aiosmtpd ``Controller``), both on 127.0.0.1 with free ports. ``make_incident`` comes from
+tests/conftest.py."""
 
 import email
 import email.policy
@@ -11,7 +12,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,19 +44,32 @@ class Post:
     path: str
     content_type: str
     body: dict
+    headers: dict[str, str] = field(default_factory=dict)
+    """Lower-case names."""
+
+
+Answer = tuple[int, dict[str, str], str | dict | Callable[[Post], str | dict]]
 
 
 @dataclass
 class FakeSlack:
-    """Answers from ``script`` in order, then ``default``; records every request."""
+    """Answers from ``script`` in order, then ``default``; records every request.
+
+    An answer's body is text, or a dict sent as JSON (a Web API answer), or a function of
+    the ``Post`` returning either (to echo the posted channel, say)."""
 
     url: str
-    script: list[tuple[int, dict[str, str], str]] = field(default_factory=list)
-    default: tuple[int, dict[str, str], str] = (200, {}, "ok")
+    script: list[Answer] = field(default_factory=list)
+    default: Answer = (200, {}, "ok")
     posts: list[Post] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def next_answer(self) -> tuple[int, dict[str, str], str]:
+    @property
+    def base(self) -> str:
+        """The server's root URL, for the Web API base or a response_url."""
+        return self.url.split("/services/", 1)[0]
+
+    def next_answer(self) -> Answer:
         with self.lock:
             return self.script.pop(0) if self.script else self.default
 
@@ -71,21 +85,28 @@ def slack() -> Iterator[FakeSlack]:
             fake = state["fake"]
             length = int(self.headers.get("Content-Length", 0))
             raw = self.rfile.read(length)
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                parsed = {"_raw": raw.decode(errors="replace")}
+            post = Post(
+                time.monotonic(),
+                self.path,
+                self.headers.get("Content-Type", ""),
+                parsed,
+                {k.lower(): v for k, v in self.headers.items()},
+            )
             with fake.lock:
-                fake.posts.append(
-                    Post(
-                        time.monotonic(),
-                        self.path,
-                        self.headers.get("Content-Type", ""),
-                        json.loads(raw),
-                    )
-                )
+                fake.posts.append(post)
             status, headers, body = fake.next_answer()
-            data = body.encode()
+            if callable(body):
+                body = body(post)
+            is_json = not isinstance(body, str)
+            data = (json.dumps(body) if is_json else body).encode()
             self.send_response(status)
             for k, v in headers.items():
                 self.send_header(k, v)
-            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Type", "application/json" if is_json else "text/plain")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

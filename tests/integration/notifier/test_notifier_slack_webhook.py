@@ -37,7 +37,7 @@ async def test_posts_block_kit_json(slack, make_incident) -> None:
     assert post.content_type.startswith("application/json")
     assert post.body["text"].startswith("[HIGH] threat in acme")
     actions = [b for b in post.body["blocks"] if b["type"] == "actions"]
-    assert {e["value"] for e in actions[0]["elements"]} == {"inc-77"}
+    assert {e["value"] for e in actions[0]["elements"]} == {'{"i":"inc-77","c":"acme"}'}
 
 
 async def test_429_retry_after_is_honoured(slack, make_incident) -> None:

@@ -6,6 +6,7 @@ from services.notifier.receivers import (
     ConsoleReceiver,
     EmailReceiver,
     ReceiverGroup,
+    SlackBotReceiver,
     SlackWebhookReceiver,
     build_receivers,
 )
@@ -91,3 +92,44 @@ def test_email_without_recipients_falls_back() -> None:
     cfg = load_routing("receivers: [{name: e, email: {}}]\nroute: {receiver: e}\n")
     (r,) = build_receivers(cfg, settings(smtp_host="mail.x.org")).values()
     assert isinstance(r, ConsoleReceiver) and "email (no recipients)" in r.note
+
+
+BOT_ROUTING = """
+receivers:
+  - name: mods
+    slack: {channel: C0MODS}
+  - name: legal
+    slack: {channel: C0LEGAL, webhook_url: "https://hooks.example/legal"}
+  - name: hook
+    slack: {}
+route: {receiver: mods}
+"""
+
+
+def test_a_channel_with_a_bot_token_posts_with_chat_post_message() -> None:
+    s = settings(
+        slack_bot_token="xoxb-1",
+        slack_api_url="http://127.0.0.1:9/api",
+        slack_webhook_url="https://hooks.example/global",
+        slack_channel_interval_s=0.25,
+    )
+    receivers = build_receivers(load_routing(BOT_ROUTING), s, slack_options={"max_attempts": 2})
+    mods, legal, hook = receivers["mods"], receivers["legal"], receivers["hook"]
+    assert isinstance(mods, SlackBotReceiver) and isinstance(legal, SlackBotReceiver)
+    assert (mods.name, mods.channel, mods.api_url, mods.max_attempts) == (
+        "mods", "C0MODS", "http://127.0.0.1:9/api", 2,
+    )  # fmt: skip
+    assert legal.channel == "C0LEGAL"  # the channel wins over the entry's webhook
+    assert isinstance(hook, SlackWebhookReceiver) and hook.url == "https://hooks.example/global"
+    # one pacer for every Slack receiver, so two of them posting to one channel are spaced
+    assert mods.pacer is legal.pacer is hook.pacer and mods.pacer.interval_s == 0.25
+
+
+def test_a_channel_without_a_bot_token_is_left_out() -> None:
+    receivers = build_receivers(
+        load_routing(BOT_ROUTING), settings(slack_webhook_url="https://hooks.example/global")
+    )
+    mods = receivers["mods"]
+    assert isinstance(mods, ConsoleReceiver)
+    assert "slack (a channel but no bot token)" in mods.note
+    assert isinstance(receivers["hook"], SlackWebhookReceiver)

@@ -68,7 +68,8 @@ def test_action_buttons_carry_the_incident_id(make_incident) -> None:
         "False positive",
         "Escalate",
     ]
-    assert all(b["value"] == "inc-xyz-42" for b in buttons)
+    # the incident and its community: the interactivity callback needs both for the feedback
+    assert all(json.loads(b["value"]) == {"i": "inc-xyz-42", "c": "acme"} for b in buttons)
     assert set(ACTION_IDS) == set(FeedbackAction)
     assert set(ACTION_IDS.values()) == {b["action_id"] for b in buttons}
 
