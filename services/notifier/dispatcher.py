@@ -55,6 +55,7 @@ class Dispatcher:
         active_for: timedelta = timedelta(hours=24),
         poll: timedelta = timedelta(seconds=1),
         concurrency: int = 32,
+        prefix: str = "notifier",
     ) -> None:
         self.routing = routing
         self.deliverer = deliverer
@@ -63,8 +64,8 @@ class Dispatcher:
         self.metrics = metrics
         self.clock = clock
         self.owner = owner or uuid.uuid4().hex
-        self.groups = group_timers(db["notifier_groups"], self.owner)
-        self.escalations = escalation_timers(db["notifier_escalations"], self.owner)
+        self.groups = group_timers(db[f"{prefix}_groups"], self.owner)
+        self.escalations = escalation_timers(db[f"{prefix}_escalations"], self.owner)
         self.lease = lease
         self.active_for = active_for
         self.poll = poll

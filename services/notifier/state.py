@@ -19,10 +19,10 @@ _INCIDENT_FIELDS = ("active", "raised_epoch", "labels", "traceparent", "closed_b
 
 
 class NotificationLog:
-    def __init__(self, db: AsyncDatabase) -> None:
-        self.incidents = db["notifier_incidents"]
-        self.notifications = db["notifier_notifications"]
-        self.attempts = db["notifier_delivery_attempts"]
+    def __init__(self, db: AsyncDatabase, prefix: str = "notifier") -> None:
+        self.incidents = db[f"{prefix}_incidents"]
+        self.notifications = db[f"{prefix}_notifications"]
+        self.attempts = db[f"{prefix}_delivery_attempts"]
 
     async def create_indexes(self) -> None:
         await self.incidents.create_index([("active", ASCENDING), ("raised_epoch", ASCENDING)])

@@ -233,16 +233,17 @@ def render_blocks(incident: Incident) -> dict[str, Any]:
     return {"text": render_text(incident), "blocks": blocks}
 
 
-OTHERS_LISTED = 8
+OTHERS_LISTED = 6
 """Other incidents of a group listed one line each under the lead incident (each line is at
-most about 300 characters, so the list stays within a section's 3,000)."""
+most about 400 characters, so the list stays within a section's 3,000)."""
 
 
 def _other_line(incident: Incident) -> str:
     excerpt = " ".join((incident.evidence.text or "").split())
     quoted = f": {truncate_escaped(excerpt, 120)}" if excerpt else ""
     return (f"• {_EMOJI[incident.severity]} *{incident.severity.value}* {truncate_escaped(incident.category, 60)} "
-            f"by `{truncate_escaped(incident.evidence.member_id, 80)}`{quoted}")
+            f"by `{truncate_escaped(incident.evidence.member_id, 80)}`{quoted} "
+            f"(`{truncate_escaped(incident.incident_id, 80)}`)")
 
 
 def render_notification(notification: Notification) -> dict[str, Any]:
