@@ -10,6 +10,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from schemas import Incident, ModeratorFeedback, topics
 from services.notifier.delivery import Deliverer, DeliveryMetrics
 from services.notifier.dispatcher import Dispatcher
+from services.notifier.interactions import build_interactions_router
 from services.notifier.receivers.base import DeliveryReceipt, Notification
 from services.notifier.receivers.factory import build_receivers
 from services.notifier.routing.config import load_configured_routing
@@ -69,6 +70,15 @@ def create_service(settings: NotifierSettings | None = None) -> Service:
     service.on_startup(silences.create_indexes)
     service.app.include_router(build_silences_router(silences),
                                dependencies=[Depends(require_api_key(settings.api_keys))])
+
+    async def publish_feedback(feedback: ModeratorFeedback) -> None:
+        # Through the topic, like every decision: the notifier's own consumer applies it
+        # (whichever replica owns the partition), and metrics and training data see it too.
+        await service.broker.publish(feedback, topics.FEEDBACK, key=feedback.incident_id.encode())
+
+    # Signed by Slack, not by an API key; without a signing secret every click is refused.
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
+    service.app.include_router(build_interactions_router(secret, publish_feedback))
 
     stop = asyncio.Event()
     running: list[asyncio.Task[None]] = []
