@@ -18,6 +18,7 @@ from services.notifier.escalation import (
     acknowledge,
     advanced,
     due,
+    escalate_now,
     is_current,
     next_wakeup,
     start,
@@ -252,3 +253,23 @@ def test_property_steps_follow_the_policy_until_acknowledged(
         assert s.receivers == p.levels[s.level].receivers
     if ack_at is None:
         assert len(steps) == len(p.levels) * (repeat + 1)
+
+
+# --------------------------------------------------------------------------- the Escalate button
+
+
+def test_escalate_now_makes_the_next_level_due_at_once() -> None:
+    state, _ = step(start(policy(), "inc-1", T0), T0)
+    assert due(state, T0 + M) is None
+    pressed = escalate_now(state, T0 + M)
+    escalate = due(pressed, T0 + M)
+    assert escalate is not None and escalate.level == 1
+    after, _ = step(pressed, T0 + M)
+    assert after.deadline == T0 + M + 10 * M, "the next level gets its full timeout from its page"
+
+
+def test_escalate_now_changes_nothing_before_the_first_page_or_after_the_end() -> None:
+    fresh = start(policy(), "inc-1", T0)
+    assert escalate_now(fresh, T0 + M) == fresh
+    acked = acknowledge(step(fresh, T0)[0], T0 + M)
+    assert escalate_now(acked, T0 + 2 * M) == acked

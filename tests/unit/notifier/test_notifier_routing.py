@@ -352,6 +352,24 @@ def test_bad_matcher_is_reported_with_its_line() -> None:
             GOOD_RECEIVERS + "route:\n  receiver: console\n  routes: [{receiver: console\n",
             ["YAML syntax error"],
         ),
+        (
+            GOOD_RECEIVERS + "route:\n  receiver: console\n  escalation_policy: pager\n",
+            ["line 6", "unknown escalation policy 'pager'"],
+        ),
+        (
+            GOOD_RECEIVERS + "escalation_policies:\n  - name: pager\n    levels:\n"
+            "      - {receiver: nobody, timeout: 5m}\nroute: {receiver: console}\n",
+            ["line 7", "unknown receiver 'nobody'"],
+        ),
+        (
+            GOOD_RECEIVERS + "escalation_policies:\n  - name: pager\n    levels:\n"
+            "      - {receiver: console, timeout: 0s}\nroute: {receiver: console}\n",
+            ["timeout must be greater than zero"],
+        ),
+        (
+            GOOD_RECEIVERS + "fallback_receiver: pager\nroute: {receiver: console}\n",
+            ["line 4", "unknown receiver 'pager'"],
+        ),
         ("- just\n- a list\n", ["must be a mapping"]),
         ("receivers: []\nroute: {receiver: x}\n", ["receivers"]),
     ],
