@@ -2,9 +2,11 @@
 that groups, escalates and delivers them (``dispatcher``), plus the silences API."""
 
 import asyncio
+import contextlib
 import logging
+import signal
 
-from fastapi import Depends
+from fastapi import APIRouter, Depends, HTTPException
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from schemas import Incident, ModeratorFeedback, topics
@@ -13,7 +15,7 @@ from services.notifier.dispatcher import Dispatcher
 from services.notifier.interactions import build_interactions_router
 from services.notifier.receivers.base import DeliveryReceipt, Notification
 from services.notifier.receivers.factory import build_receivers
-from services.notifier.routing.config import load_configured_routing
+from services.notifier.routing.config import RoutingConfigError, load_configured_routing
 from services.notifier.silences.store import SilenceStore
 from services.notifier.silences.views import build_silences_router
 from services.notifier.state import NotificationLog
@@ -79,6 +81,44 @@ def create_service(settings: NotifierSettings | None = None) -> Service:
     # Signed by Slack, not by an API key; without a signing secret every click is refused.
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
     service.app.include_router(build_interactions_router(secret, publish_feedback))
+
+    async def reload_routing() -> dict:
+        """Read the routing file again; a bad one is refused and the last good one stays live.
+        Running groups and escalations keep the timings and levels they started with."""
+        try:
+            fresh = load_configured_routing(settings.routing_file)
+        except RoutingConfigError as error:
+            log.error("routing reload refused, the last good config stays live: %s", error)
+            raise HTTPException(400, {"error": "invalid routing config; the last good one stays live",
+                                      "problems": error.problems}) from error
+        old = dict(deliverer.receivers)
+        deliverer.receivers = build_receivers(fresh, settings)
+        chosen = deliverer.receivers[fresh.fallback_receiver] if fresh.fallback_receiver else None
+        deliverer.fallback = chosen or deliverer.default_fallback
+        dispatcher.routing = fresh
+        log.info("routing reloaded: receivers %s", ", ".join(deliverer.receivers))
+
+        async def close_later() -> None:  # notifications in flight still use the old ones
+            await asyncio.sleep(settings.dispatch_lease_s)
+            for receiver in old.values():
+                await receiver.aclose()
+        asyncio.get_running_loop().create_task(close_later())
+        return {"status": "reloaded", "receivers": sorted(deliverer.receivers)}
+
+    admin = APIRouter(tags=["admin"])
+    admin.add_api_route("/-/reload", reload_routing, methods=["POST"],
+                        summary="Reload the routing file (refused with the problems and their lines when invalid)")
+    service.app.include_router(admin, dependencies=[Depends(require_api_key(settings.api_keys))])
+
+    async def reload_on_hangup() -> None:
+        with contextlib.suppress(HTTPException):
+            await reload_routing()
+
+    @service.on_startup
+    async def listen_for_sighup() -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_on_hangup()))
 
     stop = asyncio.Event()
     running: list[asyncio.Task[None]] = []

@@ -77,18 +77,27 @@ class Deliverer:
         self.notifications = notifications
         self.metrics = metrics
         # The console is the last resort: it cannot fail, so an alert always lands somewhere.
-        self.fallback = fallback or ConsoleReceiver("fallback", note="fallback after a failed delivery")
+        self.default_fallback = ConsoleReceiver("fallback", note="fallback after a failed delivery")
+        self.fallback = fallback or self.default_fallback
         self.dead_letter = dead_letter
 
     async def send(self, notification: Notification, traceparent: str | None = None) -> None:
         """Deliver ``notification`` to its receiver's integrations not told yet; failures
         go to the dead-letter topic and the fallback receiver. Returns once handled."""
-        receiver = self.receivers[notification.receiver]
+        receiver = self.receivers.get(notification.receiver)
         parent = TraceContextTextMapPropagator().extract({"traceparent": traceparent}) if traceparent else None
         with tracer.start_as_current_span(f"notify {notification.receiver}", context=parent) as span:
             span.set_attribute("steward.notification", notification.key)
             span.set_attribute("steward.incident_id", notification.lead.incident_id)
             trace_id = format(span.get_span_context().trace_id, "032x")
+            if receiver is None:  # removed by a config reload while this notification waited
+                gone = DeliveryReceipt(
+                    receiver=notification.receiver, kind="missing", incident_id=notification.lead.incident_id,
+                    notification_key=notification.key, status=DeliveryStatus.failed, attempts=0,
+                    detail=f"receiver {notification.receiver!r} is no longer in the routing config")
+                await self.notifications.record(gone, trace_id)
+                await self._fail_over(notification, gone, trace_id)
+                return
             pending = [i for i in integrations(receiver)
                        if not await self.notifications.already_notified(notification.key, notification.receiver, i.kind)]
             receipts = await asyncio.gather(*(self._one(i, notification) for i in pending))

@@ -60,9 +60,11 @@ class MatchedRoute:
         return {name: labels.get(name, "") for name in self.group_by}
 
     def group_key(self, labels: Mapping[str, str]) -> str:
-        """Route key plus group labels: incidents with the same key are notified together."""
+        """Route key, receiver and group labels: incidents with the same key are notified
+        together. The receiver is part of it so that a reload pointing a route elsewhere
+        opens new groups instead of feeding ones pinned to the old receiver."""
         inner = ",".join(f"{k}={v!r}" for k, v in self.group_labels(labels).items())
-        return f"{self.key}:{{{inner}}}"
+        return f"{self.key}:{self.receiver}:{{{inner}}}"
 
 
 @dataclass(frozen=True)

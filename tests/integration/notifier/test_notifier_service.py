@@ -113,3 +113,42 @@ def test_two_replicas_notify_once_and_a_click_stops_the_escalation(local_stack, 
         wait_until(lambda: len(mails_to("backup")) >= len(incidents) - 1, "the others escalated", timeout_s=40)
         time.sleep(1)
         assert sorted(mails_to("backup")) == sorted(ours - {acked}), "the acknowledged incident stopped escalating"
+
+
+def test_a_bad_routing_reload_is_refused_with_its_line_and_the_last_good_one_stays_live(
+        local_stack, slack, smtp, make_incident, tmp_path):
+    run = uuid.uuid4().hex[:8]
+    routing = tmp_path / "routing.yaml"
+    routing.write_text(f"""
+receivers:
+  - name: mods
+    slack: {{webhook_url: "{slack.url}"}}
+route: {{receiver: mods, group_wait: 0s}}
+""")
+    asyncio.run(ensure_topics(local_stack.endpoints.kafka))
+    settings = NotifierSettings(kafka_bootstrap=local_stack.endpoints.kafka, mongo_uri=local_stack.endpoints.mongo_uri,
+                                routing_file=routing, smtp_host=smtp.host, smtp_port=smtp.port,
+                                slack_channel_interval_s=0, api_keys=["k"])
+    auth = {"Authorization": "Bearer k"}
+    with TestClient(create_service(settings).app) as client:
+        routing.write_text(routing.read_text().replace("group_wait: 0s", "group_wait: soon"))
+        refused = client.post("/-/reload", headers=auth)
+        assert refused.status_code == 400
+        assert any("line 5" in p and "invalid duration 'soon'" in p for p in refused.json()["detail"]["problems"])
+        assert client.post("/-/reload").status_code == 401
+
+        asyncio.run(publish(settings.kafka_bootstrap, [make_incident(incident_id=f"inc-{run}-1")]))
+        wait_until(lambda: any(f"inc-{run}-1" in json.dumps(p.body) for p in slack.posts), "the old config at work")
+
+        routing.write_text(f"""
+receivers:
+  - name: mail
+    email: {{to: [mods-{run}@example.org]}}
+route: {{receiver: mail, group_wait: 0s}}
+""")
+        reloaded = client.post("/-/reload", headers=auth)
+        assert reloaded.status_code == 200 and reloaded.json()["receivers"] == ["mail"]
+        asyncio.run(publish(settings.kafka_bootstrap, [make_incident(incident_id=f"inc-{run}-2")]))
+        wait_until(lambda: any(m.message["X-Steward-Incident-Id"] == f"inc-{run}-2" for m in smtp.received),
+                   "the new config at work")
+        assert not any(f"inc-{run}-2" in json.dumps(p.body) for p in slack.posts)
