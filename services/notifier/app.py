@@ -26,7 +26,6 @@ from services.runtime.service import Service
 from services.runtime.settings import NotifierSettings
 
 log = logging.getLogger("steward.notifier")
-GROUP_ID = "steward-notifier"
 
 
 class DeliveryGaveUp(Exception):
@@ -54,7 +53,7 @@ def create_service(settings: NotifierSettings | None = None) -> Service:
             f"{HEADER_PREFIX}error-message": failed.detail[:2000],
             f"{HEADER_PREFIX}attempts": str(failed.attempts),
             f"{HEADER_PREFIX}topic": topics.INCIDENTS,
-            f"{HEADER_PREFIX}group": GROUP_ID,
+            f"{HEADER_PREFIX}group": settings.consumer_group,
             f"{HEADER_PREFIX}receiver": f"{failed.receiver}/{failed.kind}",
             f"{HEADER_PREFIX}notification": notification.key,
             f"{HEADER_PREFIX}failed-at": failed.finished_at.isoformat(),
@@ -138,13 +137,13 @@ def create_service(settings: NotifierSettings | None = None) -> Service:
             await receiver.aclose()
 
     @service.broker.subscriber(
-        topics.INCIDENTS, **consumer_options(settings, GROUP_ID), title=f"{topics.INCIDENTS}:notifier"
+        topics.INCIDENTS, **consumer_options(settings, settings.consumer_group), title=f"{topics.INCIDENTS}:notifier"
     )
     async def on_incident(incident: Incident) -> None:
         await dispatcher.admit(incident, current_traceparent())
 
     @service.broker.subscriber(
-        topics.FEEDBACK, **consumer_options(settings, f"{GROUP_ID}-feedback"), title=f"{topics.FEEDBACK}:notifier"
+        topics.FEEDBACK, **consumer_options(settings, f"{settings.consumer_group}-feedback"), title=f"{topics.FEEDBACK}:notifier"
     )
     async def on_feedback(feedback: ModeratorFeedback) -> None:
         await dispatcher.decide(feedback)

@@ -170,6 +170,11 @@ class NotifierSettings(RuntimeSettings):
     smtp_starttls: bool = False
     email_from: str = "steward@localhost"
     email_to: list[str] = Field(default_factory=list)
+    consumer_group: str = Field(
+        default="steward-notifier",
+        description="Kafka consumer group of the incidents (and, with -feedback, the decisions); "
+                    "replicas of one deployment share it.",
+    )
     dispatch_lease_s: float = Field(
         default=30.0, gt=0,
         description="How long a replica owns a notification it is sending; a crashed replica's work is "

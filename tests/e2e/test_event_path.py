@@ -216,8 +216,13 @@ def test_harmful_message_alerts_once_and_counts_once(stack, slack_server, mailbo
     assert ours and len({Incident.model_validate_json(r.value).incident_id for r in ours}) == 1
     traceparent = dict(ours[0].headers)["traceparent"].decode()
     assert traceparent.split("-")[1] == TRACE_ID
-    with MongoClient(stack.endpoints.mongo_uri) as mongo:
-        records = list(mongo["steward"]["notifier_notifications"].find({}))
+    def delivered() -> list[dict]:
+        with MongoClient(stack.endpoints.mongo_uri) as mongo:
+            found = list(mongo["steward"]["notifier_notifications"].find({}))
+        return found if len(found) >= 3 else []
+
+    # the default routing's root (the console) waits its group_wait of 30 s
+    records = wait_for(delivered, "the console's grouped notification")
     assert {(r["receiver"], r["kind"]) for r in records} == {
         ("moderators", "slack"), ("moderators", "email"), ("console", "console")}
     assert all(r["trace_id"] == TRACE_ID for r in records)

@@ -32,6 +32,7 @@ time_intervals:
       - years: ["2001"]
 route:
   receiver: mods
+  group_by: [community]
   group_wait: 0s
   routes:
     - matchers: ['community="quiet-{{run}}"']
