@@ -88,8 +88,7 @@ class Dispatcher:
             if not state or not state[incident.incident_id][1]["active"]:
                 return  # known and closed already
         labels = incident.labels()
-        since = now - self.active_for
-        sources = [s for s in await self.notifications.active_labels(since) if s != labels]
+        sources = await self._possible_sources(labels, now)
         decision = admit(labels, self.routing, now, silences=await self.silences.active(now), active=sources)
         if decision.held_back is not None:
             self.metrics.suppressed.labels(decision.held_back).inc()
@@ -108,6 +107,17 @@ class Dispatcher:
                 incident.incident_id,
                 lambda state: state or escalation.start(policy, incident.incident_id, now))
         self._wake.set()
+
+    async def _possible_sources(self, labels: dict[str, str], now: datetime) -> list[dict[str, str]]:
+        """The active incidents that could inhibit ``labels``: none to look up when no rule
+        targets it, and only those sharing the labels every such rule wants equal."""
+        rules = [r for r in self.routing.inhibit_rules if all(m.matches(labels) for m in r.target_matchers)]
+        if not rules:
+            return []
+        shared = set.intersection(*(set(r.equal) for r in rules))
+        same = {name: labels.get(name, "") for name in sorted(shared)}
+        found = await self.notifications.active_labels(now - self.active_for, same)
+        return [s for s in found if s != labels]
 
     async def decide(self, feedback: ModeratorFeedback) -> None:
         """Apply a moderator's decision: stop its escalation, close it, or escalate now."""

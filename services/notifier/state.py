@@ -26,6 +26,8 @@ class NotificationLog:
 
     async def create_indexes(self) -> None:
         await self.incidents.create_index([("active", ASCENDING), ("raised_epoch", ASCENDING)])
+        # inhibition looks for active sources of the same community (and often member)
+        await self.incidents.create_index([("labels.community", ASCENDING), ("active", ASCENDING)])
         await self.notifications.create_index([("incident_id", ASCENDING)])
         await self.attempts.create_index([("incident_id", ASCENDING), ("receiver", ASCENDING)])
 
@@ -53,12 +55,11 @@ class NotificationLog:
                                                {"$set": {"active": False, "closed_by": why}})
         return bool(done.modified_count)
 
-    async def active_labels(self, since: datetime, community: str | None = None) -> list[dict[str, str]]:
-        """Labels of the incidents still active and raised after ``since``: the sources an
-        inhibition rule may look at. With ``community``, only that community's."""
+    async def active_labels(self, since: datetime, same: Mapping[str, str]) -> list[dict[str, str]]:
+        """Labels of the incidents still active and raised after ``since`` that have the
+        label values of ``same``: the sources an inhibition rule may look at."""
         query: dict[str, Any] = {"active": True, "raised_epoch": {"$gte": since.timestamp()}}
-        if community is not None:
-            query["community_id"] = community
+        query.update({f"labels.{name}": value for name, value in same.items()})
         return [d["labels"] async for d in self.incidents.find(query, {"labels": 1})]
 
     async def load(self, incident_ids: Iterable[str]) -> dict[str, tuple[Incident, Mapping[str, Any]]]:
