@@ -98,11 +98,12 @@ class Deliverer:
                 await self.notifications.record(gone, trace_id)
                 await self._fail_over(notification, gone, trace_id)
                 return
-            pending = [i for i in integrations(receiver)
-                       if not await self.notifications.already_notified(notification.key, notification.receiver, i.kind)]
+            members = integrations(receiver)
+            told = await self.notifications.already_notified(
+                notification.key, notification.receiver, [i.kind for i in members])
+            pending = [i for i in members if i.kind not in told]
             receipts = await asyncio.gather(*(self._one(i, notification) for i in pending))
-            for receipt in receipts:
-                await self.notifications.record(receipt, trace_id)
+            await asyncio.gather(*(self.notifications.record(r, trace_id) for r in receipts))
             for receipt in receipts:
                 if not receipt.ok:
                     await self._fail_over(notification, receipt, trace_id)

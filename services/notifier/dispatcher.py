@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -56,6 +57,7 @@ class Dispatcher:
         poll: timedelta = timedelta(seconds=1),
         concurrency: int = 32,
         prefix: str = "notifier",
+        silence_refresh: timedelta = timedelta(seconds=1),
     ) -> None:
         self.routing = routing
         self.deliverer = deliverer
@@ -72,6 +74,8 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self.silence_refresh = silence_refresh
+        self._silences: tuple[float, list] = (-1e18, [])
 
     async def create_indexes(self) -> None:
         await self.notifications.create_indexes()
@@ -89,7 +93,7 @@ class Dispatcher:
                 return  # known and closed already
         labels = incident.labels()
         sources = await self._possible_sources(labels, now)
-        decision = admit(labels, self.routing, now, silences=await self.silences.active(now), active=sources)
+        decision = admit(labels, self.routing, now, silences=await self._current_silences(now), active=sources)
         if decision.held_back is not None:
             self.metrics.suppressed.labels(decision.held_back).inc()
             await self.notifications.suppressed(incident.incident_id, "", decision.detail)
@@ -107,6 +111,15 @@ class Dispatcher:
                 incident.incident_id,
                 lambda state: state or escalation.start(policy, incident.incident_id, now))
         self._wake.set()
+
+    async def _current_silences(self, now: datetime) -> list:
+        """Silences not over, read at most once per ``silence_refresh``: a silence takes effect
+        on every replica within that time."""
+        fetched, cached = self._silences
+        if time.monotonic() - fetched >= self.silence_refresh.total_seconds():
+            cached = await self.silences.current(now)
+            self._silences = (time.monotonic(), cached)
+        return cached
 
     async def _possible_sources(self, labels: dict[str, str], now: datetime) -> list[dict[str, str]]:
         """The active incidents that could inhibit ``labels``: none to look up when no rule
@@ -220,7 +233,8 @@ class Dispatcher:
             group_labels=flush.group_labels, active=len(flush.active_incident_ids) + flush.overflow,
             not_listed=flush.new_overflow if flush.kind is grouping.FlushKind.update else flush.overflow)
         await self.deliverer.send(notification, found[listed[0].incident_id][1]["traceparent"])
-        await self.groups.change(key, lambda s: grouping.flushed(s, flush, self.clock()) if s else None, release=True)
+        await self.groups.change(key, lambda s: grouping.flushed(s, flush, self.clock()) if s else None,
+                                 release=True, held=held)
 
     async def _escalate(self, incident_id: str) -> None:
         now = self.clock()
@@ -239,7 +253,7 @@ class Dispatcher:
                 active=1, escalation_level=step.level)
             await self.deliverer.send(notification, extra["traceparent"])
         await self.escalations.change(
-            incident_id, lambda s: escalation.advanced(s, step, self.clock()) if s else None, release=True)
+            incident_id, lambda s: escalation.advanced(s, step, self.clock()) if s else None, release=True, held=held)
 
 
 def _without(state: grouping.GroupState | None, incident_ids, now: datetime) -> grouping.GroupState | None:

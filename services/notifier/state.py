@@ -4,6 +4,7 @@ attempt. It is what makes a redelivered incident, or a resent notification, a no
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -79,11 +80,12 @@ class NotificationLog:
         # Per integration, so a retry after a partial failure resends only what failed.
         return f"{notification_key}/{receiver}/{kind}"
 
-    async def already_notified(self, notification_key: str, receiver: str, kind: str) -> bool:
-        found = await self.notifications.find_one(
-            {"_id": self._key(notification_key, receiver, kind), "status": DeliveryStatus.delivered.value}
-        )
-        return found is not None
+    async def already_notified(self, notification_key: str, receiver: str, kinds: Iterable[str]) -> set[str]:
+        """Which of the integration ``kinds`` of ``receiver`` got this notification already."""
+        keys = {self._key(notification_key, receiver, kind): kind for kind in kinds}
+        found = self.notifications.find(
+            {"_id": {"$in": list(keys)}, "status": DeliveryStatus.delivered.value}, {"_id": 1})
+        return {keys[d["_id"]] async for d in found}
 
     async def suppressed(self, incident_id: str, receiver: str, reason: str) -> None:
         """Audit an incident a silence, an inhibition or a muted route kept from a receiver
@@ -96,13 +98,14 @@ class NotificationLog:
         document = {**receipt.model_dump(mode="json"), "trace_id": trace_id}
         if fallback_for is not None:
             document["fallback_for"] = fallback_for
-        await self.attempts.insert_one(dict(document))
+        writes = [self.attempts.insert_one(dict(document))]
         if receipt.ok:
-            await self.notifications.replace_one(
+            writes.append(self.notifications.replace_one(
                 {"_id": self._key(receipt.notification_key or receipt.incident_id, receipt.receiver, receipt.kind)},
                 document,
                 upsert=True,
-            )
+            ))
+        await asyncio.gather(*writes)
 
 
 def expired(raised_epoch: float | None, now: datetime, active_for: timedelta) -> bool:

@@ -41,6 +41,7 @@ class Leased(Generic[S]):
     key: str
     state: S
     rev: int
+    until: float
 
 
 class TimerStore(Generic[S]):
@@ -70,9 +71,18 @@ class TimerStore(Generic[S]):
         return self._load(doc) if doc else None
 
     async def change(self, key: str, apply: Callable[[S | None], S | None], *,
-                     release: bool = False) -> S | None:
+                     release: bool = False, held: Leased[S] | None = None) -> S | None:
         """Apply ``apply`` to the stored state (``None`` when absent) until it sticks; a
-        ``None`` result deletes the document. ``release`` drops this replica's lease."""
+        ``None`` result deletes the document. ``release`` drops this replica's lease.
+        ``held``: the lease this replica took; when nobody wrote since, one write does."""
+        if held is not None:
+            new = apply(held.state)
+            if new is not None:
+                lease = ("", 0.0) if release else (self.owner, held.until)
+                done = await self.collection.replace_one(
+                    {"_id": key, "rev": held.rev}, self._document(new, held.rev + 1, lease))
+                if done.matched_count:
+                    return new
         for _ in range(CAS_ATTEMPTS):
             doc = await self.collection.find_one({"_id": key})
             current = self._load(doc) if doc else None
@@ -123,7 +133,7 @@ class TimerStore(Generic[S]):
         taken = await self.collection.replace_one(
             {"_id": key, "rev": doc["rev"]},
             self._document(state, doc["rev"] + 1, (self.owner, now + seconds)))
-        return Leased(key, state, doc["rev"] + 1) if taken.matched_count else None
+        return Leased(key, state, doc["rev"] + 1, now + seconds) if taken.matched_count else None
 
 
 def group_timers(collection: AsyncCollection, owner: str) -> TimerStore[GroupState]:

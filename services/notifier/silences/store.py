@@ -158,6 +158,12 @@ class SilenceStore:
         query, sort = _state_query(SilenceState.active, now)
         return [_silence(doc, now) async for doc in self.silences.find(query).sort(sort)]
 
+    async def current(self, now: datetime | None = None) -> list[Silence]:
+        """Every silence not over at ``now`` (active or still to start): what the notifier
+        caches for a second and checks each incident against."""
+        now = _now(now)
+        return [_silence(doc, now) async for doc in self.silences.find({"ends_at": {"$gt": now}})]
+
     async def list(
         self,
         state: SilenceState | None = None,
