@@ -7,7 +7,9 @@ import logging
 import signal
 
 from fastapi import APIRouter, Depends, HTTPException
+from faststream.kafka import KafkaMessage
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from pydantic import ValidationError
 
 from schemas import Incident, ModeratorFeedback, topics
 from services.notifier.delivery import Deliverer, DeliveryMetrics
@@ -26,6 +28,8 @@ from services.runtime.service import Service
 from services.runtime.settings import NotifierSettings
 
 log = logging.getLogger("steward.notifier")
+ADMIT_BATCH = 500
+"""Incidents admitted per batch: one round of store writes for all of them."""
 
 
 class DeliveryGaveUp(Exception):
@@ -137,10 +141,22 @@ def create_service(settings: NotifierSettings | None = None) -> Service:
             await receiver.aclose()
 
     @service.broker.subscriber(
-        topics.INCIDENTS, **consumer_options(settings, settings.consumer_group), title=f"{topics.INCIDENTS}:notifier"
+        topics.INCIDENTS, **consumer_options(settings, settings.consumer_group), title=f"{topics.INCIDENTS}:notifier",
+        description="Incidents admitted into aggregation groups and escalations, a batch at a time.",
+        batch=True, max_records=ADMIT_BATCH, decoder=_undecoded,
     )
-    async def on_incident(incident: Incident) -> None:
-        await dispatcher.admit(incident, current_traceparent())
+    async def on_incidents(msg: KafkaMessage) -> None:
+        batch = []
+        for record in msg.raw_message:
+            try:
+                incident = Incident.model_validate_json(record.value)
+            except (ValidationError, UnicodeDecodeError) as error:
+                # One poison record must not hold back, or dead-letter, the rest of its batch.
+                await service.dead_letters.dead_letter_record(record, error, attempts=1, group=settings.consumer_group)
+                continue
+            headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+            batch.append((incident, headers.get("traceparent") or current_traceparent()))
+        await dispatcher.admit_many(batch)
 
     @service.broker.subscriber(
         topics.FEEDBACK, **consumer_options(settings, f"{settings.consumer_group}-feedback"), title=f"{topics.FEEDBACK}:notifier"
@@ -149,6 +165,10 @@ def create_service(settings: NotifierSettings | None = None) -> Service:
         await dispatcher.decide(feedback)
 
     return service
+
+
+async def _undecoded(_msg) -> None:
+    return None  # the handler parses each record itself
 
 
 def create_app():  # uvicorn --factory entry point

@@ -81,9 +81,10 @@ class Deliverer:
         self.fallback = fallback or self.default_fallback
         self.dead_letter = dead_letter
 
-    async def send(self, notification: Notification, traceparent: str | None = None) -> None:
-        """Deliver ``notification`` to its receiver's integrations not told yet; failures
-        go to the dead-letter topic and the fallback receiver. Returns once handled."""
+    async def send(self, notification: Notification, traceparent: str | None = None, *, fresh: bool = False) -> None:
+        """Deliver ``notification`` to its receiver's integrations not told yet (``fresh``:
+        none can have been, skip the lookup); failures go to the dead-letter topic and the
+        fallback receiver. Returns once handled."""
         receiver = self.receivers.get(notification.receiver)
         parent = TraceContextTextMapPropagator().extract({"traceparent": traceparent}) if traceparent else None
         with tracer.start_as_current_span(f"notify {notification.receiver}", context=parent) as span:
@@ -99,7 +100,7 @@ class Deliverer:
                 await self._fail_over(notification, gone, trace_id)
                 return
             members = integrations(receiver)
-            told = await self.notifications.already_notified(
+            told = set() if fresh else await self.notifications.already_notified(
                 notification.key, notification.receiver, [i.kind for i in members])
             pending = [i for i in members if i.kind not in told]
             receipts = await asyncio.gather(*(self._one(i, notification) for i in pending))

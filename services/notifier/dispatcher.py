@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -28,7 +28,7 @@ from services.notifier.routing.config import RoutingConfig
 from services.notifier.routing.tree import match_route
 from services.notifier.silences.store import SilenceStore
 from services.notifier.state import NotificationLog, expired
-from services.notifier.store import escalation_timers, group_timers
+from services.notifier.store import Leased, escalation_timers, group_timers
 
 __all__ = ["Dispatcher"]
 
@@ -86,30 +86,55 @@ class Dispatcher:
 
     async def admit(self, incident: Incident, traceparent: str | None = None) -> None:
         """Take in an incident (idempotent: a redelivered one changes nothing)."""
+        await self.admit_many([(incident, traceparent)])
+
+    async def admit_many(self, batch: Sequence[tuple[Incident, str | None]]) -> None:
+        """Take in a batch of incidents, each with its traceparent, in a few round trips.
+        Idempotent: a redelivered incident changes nothing. The groups that are due at once
+        (``group_wait`` 0) are sent from here, under the lease they were written with."""
         now = self.clock()
-        if not await self.notifications.remember_incident(incident, now, traceparent):
-            state = await self.notifications.load([incident.incident_id])
-            if not state or not state[incident.incident_id][1]["active"]:
-                return  # known and closed already
-        labels = incident.labels()
-        sources = await self._possible_sources(labels, now)
-        decision = admit(labels, self.routing, now, silences=await self._current_silences(now), active=sources)
-        if decision.held_back is not None:
-            self.metrics.suppressed.labels(decision.held_back).inc()
-            await self.notifications.suppressed(incident.incident_id, "", decision.detail)
+        batch = list({incident.incident_id: (incident, tp) for incident, tp in batch}.values())
+        new = await self.notifications.remember_incidents(batch, now)
+        known = [incident.incident_id for incident, _ in batch if incident.incident_id not in new]
+        if known:  # redelivered: go on only with those still active (a crash may have cut them short)
+            stored = await self.notifications.load(known)
+            closed = {i for i in known if i not in stored or not stored[i][1]["active"]}
+            batch = [(incident, tp) for incident, tp in batch if incident.incident_id not in closed]
+        if not batch:
             return
-        for receiver, reason in decision.muted:
-            self.metrics.suppressed.labels("muted").inc()
-            await self.notifications.suppressed(incident.incident_id, receiver, reason)
-        for route in decision.routes:
-            await self.groups.change(
-                route.group_key(labels),
-                lambda state, route=route: grouping.add(state, incident.incident_id, route, now, labels=labels))
-        if decision.escalation_policy is not None:
-            policy = self.routing.escalation_policy(decision.escalation_policy)
+        silences = await self._current_silences(now)
+        sources = await self._possible_sources([incident.labels() for incident, _ in batch], now)
+        held: list[tuple[str, str, str]] = []
+        changes: dict[str, list] = {}
+        escalations: list[tuple[Incident, str]] = []
+        for incident, _ in batch:
+            labels = incident.labels()
+            decision = admit(labels, self.routing, now, silences=silences,
+                             active=[s for s in sources if s != labels])
+            if decision.held_back is not None:
+                self.metrics.suppressed.labels(decision.held_back).inc()
+                held.append((incident.incident_id, "", decision.detail))
+                continue
+            for receiver, reason in decision.muted:
+                self.metrics.suppressed.labels("muted").inc()
+                held.append((incident.incident_id, receiver, reason))
+            for route in decision.routes:
+                changes.setdefault(route.group_key(labels), []).append((route, incident.incident_id, labels))
+            if decision.escalation_policy is not None:
+                escalations.append((incident, decision.escalation_policy))
+        await self.notifications.suppressed(held)
+        leased = await self.groups.change_many(
+            {key: _adding(items, now) for key, items in changes.items()},
+            now=now.timestamp(), lease_s=self.lease.total_seconds())
+        for incident, name in escalations:
+            policy = self.routing.escalation_policy(name)
             await self.escalations.change(
                 incident.incident_id,
-                lambda state: state or escalation.start(policy, incident.incident_id, now))
+                lambda state, incident=incident, policy=policy: state or escalation.start(policy, incident.incident_id, now))
+        admitted = {incident.incident_id: (incident, {"active": True, "traceparent": tp, "raised_epoch": now.timestamp()})
+                    for incident, tp in batch}
+        for key, held_lease in leased.items():
+            self._start(f"group:{key}", self._flush_group(key, held_lease, admitted))
         self._wake.set()
 
     async def _current_silences(self, now: datetime) -> list:
@@ -121,16 +146,21 @@ class Dispatcher:
             self._silences = (time.monotonic(), cached)
         return cached
 
-    async def _possible_sources(self, labels: dict[str, str], now: datetime) -> list[dict[str, str]]:
-        """The active incidents that could inhibit ``labels``: none to look up when no rule
-        targets it, and only those sharing the labels every such rule wants equal."""
-        rules = [r for r in self.routing.inhibit_rules if all(m.matches(labels) for m in r.target_matchers)]
-        if not rules:
+    async def _possible_sources(self, targets: Sequence[dict[str, str]], now: datetime) -> list[dict[str, str]]:
+        """The active incidents that could inhibit any of ``targets``: none to look up when no
+        rule targets them, and only those sharing the labels every such rule wants equal.
+        The targets themselves are among the sources (a critical one in the same batch)."""
+        alike = []
+        for labels in targets:
+            rules = [r for r in self.routing.inhibit_rules if all(m.matches(labels) for m in r.target_matchers)]
+            if rules:
+                shared = set.intersection(*(set(r.equal) for r in rules))
+                same = {name: labels.get(name, "") for name in sorted(shared)}
+                if same not in alike:
+                    alike.append(same)
+        if not alike:
             return []
-        shared = set.intersection(*(set(r.equal) for r in rules))
-        same = {name: labels.get(name, "") for name in sorted(shared)}
-        found = await self.notifications.active_labels(now - self.active_for, same)
-        return [s for s in found if s != labels]
+        return [*await self.notifications.active_labels(now - self.active_for, alike), *targets]
 
     async def decide(self, feedback: ModeratorFeedback) -> None:
         """Apply a moderator's decision: stop its escalation, close it, or escalate now."""
@@ -188,18 +218,16 @@ class Dispatcher:
             for key in await store.due_keys(now):
                 slot = f"{kind}:{key}"
                 if slot not in self._in_flight:
-                    task = asyncio.create_task(self._guarded(send, key))
-                    self._in_flight[slot] = task
-                    task.add_done_callback(lambda _, slot=slot: self._in_flight.pop(slot, None))
+                    self._start(slot, send(key))
 
-    async def _guarded(self, send, key: str) -> None:
+    async def _guarded(self, send: Awaitable[None], slot: str) -> None:
         async with self._slots:
             try:
-                await send(key)
+                await send
             except asyncio.CancelledError:
                 raise
             except Exception:  # the lease runs out and the next pass retries it
-                log.exception("sending %s failed; it stays due", key)
+                log.exception("sending %s failed; it stays due", slot)
 
     async def _until_next(self) -> float:
         now = self.clock().timestamp()
@@ -207,17 +235,31 @@ class Dispatcher:
         poll = self.poll.total_seconds()
         return max(0.0, min([poll, *(t - now for t in times)])) if times else poll
 
-    async def _flush_group(self, key: str) -> None:
+    def _start(self, slot: str, send: Awaitable[None]) -> None:
+        task = asyncio.create_task(self._guarded(send, slot))
+        self._in_flight[slot] = task
+        task.add_done_callback(lambda _: self._in_flight.pop(slot, None))
+
+    async def _flush_group(self, key: str, held: Leased | None = None,
+                           known: Mapping[str, tuple[Incident, Mapping]] | None = None) -> None:
+        """Send the group's due notification. ``held``: the lease this replica wrote the group
+        with just now (its first notification, which nobody can have sent); ``known``: the
+        incidents as just admitted, so they need not be read back."""
         now = self.clock()
-        held = await self.groups.lease(key, now.timestamp(), self.lease.total_seconds())
+        fresh = held is not None
         if held is None:
-            return
+            held = await self.groups.lease(key, now.timestamp(), self.lease.total_seconds())
+            if held is None:
+                return
         flush = grouping.due(held.state, now)
         if flush is None:
             await self.groups.change(key, lambda s: s, release=True)
             return
+        found = dict(known or {})
+        missing = [i for i in flush.active_incident_ids if i not in found]
+        if missing:
+            found.update(await self.notifications.load(missing))
         ids = (flush.new_incident_ids if flush.kind is grouping.FlushKind.update else ()) or flush.active_incident_ids
-        found = await self.notifications.load(flush.active_incident_ids)
         gone = [i for i in flush.active_incident_ids
                 if i not in found or not found[i][1]["active"] or expired(found[i][1]["raised_epoch"], now, self.active_for)]
         if gone:  # closed meanwhile, or too old to remind anyone of: they leave the group
@@ -232,7 +274,7 @@ class Dispatcher:
             key=flush.key, receiver=flush.receiver, incidents=listed, reason=NotificationReason(flush.kind.value),
             group_labels=flush.group_labels, active=len(flush.active_incident_ids) + flush.overflow,
             not_listed=flush.new_overflow if flush.kind is grouping.FlushKind.update else flush.overflow)
-        await self.deliverer.send(notification, found[listed[0].incident_id][1]["traceparent"])
+        await self.deliverer.send(notification, found[listed[0].incident_id][1]["traceparent"], fresh=fresh)
         await self.groups.change(key, lambda s: grouping.flushed(s, flush, self.clock()) if s else None,
                                  release=True, held=held)
 
@@ -254,6 +296,14 @@ class Dispatcher:
             await self.deliverer.send(notification, extra["traceparent"])
         await self.escalations.change(
             incident_id, lambda s: escalation.advanced(s, step, self.clock()) if s else None, release=True, held=held)
+
+
+def _adding(items, now: datetime):
+    def apply(state: grouping.GroupState | None) -> grouping.GroupState:
+        for route, incident_id, labels in items:
+            state = grouping.add(state, incident_id, route, now, labels=labels)
+        return state
+    return apply
 
 
 def _without(state: grouping.GroupState | None, incident_ids, now: datetime) -> grouping.GroupState | None:

@@ -5,17 +5,18 @@ attempt. It is what makes a redelivered incident, or a resent notification, a no
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from schemas import Incident
 from services.notifier.receivers.base import DeliveryReceipt, DeliveryStatus
 
+DUPLICATE_KEY = 11000
 _INCIDENT_FIELDS = ("active", "raised_epoch", "labels", "traceparent", "closed_by")
 
 
@@ -34,21 +35,28 @@ class NotificationLog:
 
     # ------------------------------------------------------------------ incidents
 
-    async def remember_incident(self, incident: Incident, now: datetime, traceparent: str | None = None) -> bool:
-        """Store the incident as active, raised ``now`` (when the notifier learnt of it: a
-        replayed old incident is new to its receivers); ``False`` when already known."""
+    async def remember_incidents(self, incidents: Sequence[tuple[Incident, str | None]], now: datetime) -> set[str]:
+        """Store the incidents (each with its traceparent) as active, raised ``now`` (when the
+        notifier learnt of them: a replayed old incident is new to its receivers). Returns
+        the ids that were new; the others were known already (a redelivery)."""
+        documents = [{
+            "_id": incident.incident_id,
+            **incident.model_dump(mode="json", exclude={"incident_id"}),
+            "active": True,
+            "raised_epoch": now.timestamp(),
+            "labels": incident.labels(),
+            "traceparent": traceparent,
+        } for incident, traceparent in incidents]
+        if not documents:
+            return set()
         try:
-            await self.incidents.insert_one({
-                "_id": incident.incident_id,
-                **incident.model_dump(mode="json", exclude={"incident_id"}),
-                "active": True,
-                "raised_epoch": now.timestamp(),
-                "labels": incident.labels(),
-                "traceparent": traceparent,
-            })
-            return True
-        except DuplicateKeyError:
-            return False
+            await self.incidents.insert_many(documents, ordered=False)
+        except BulkWriteError as error:
+            failed = {e["index"] for e in error.details.get("writeErrors", ()) if e.get("code") == DUPLICATE_KEY}
+            if any(e.get("code") != DUPLICATE_KEY for e in error.details.get("writeErrors", ())):
+                raise
+            return {d["_id"] for i, d in enumerate(documents) if i not in failed}
+        return {d["_id"] for d in documents}
 
     async def close_incident(self, incident_id: str, why: str) -> bool:
         """Mark it no longer active (resolved, a false positive, or expired)."""
@@ -56,11 +64,14 @@ class NotificationLog:
                                                {"$set": {"active": False, "closed_by": why}})
         return bool(done.modified_count)
 
-    async def active_labels(self, since: datetime, same: Mapping[str, str]) -> list[dict[str, str]]:
+    async def active_labels(self, since: datetime, alike: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
         """Labels of the incidents still active and raised after ``since`` that have the
-        label values of ``same``: the sources an inhibition rule may look at."""
+        label values of one of ``alike``: the sources an inhibition rule may look at."""
+        if not alike:
+            return []
         query: dict[str, Any] = {"active": True, "raised_epoch": {"$gte": since.timestamp()}}
-        query.update({f"labels.{name}": value for name, value in same.items()})
+        if all(alike):  # an empty one (a rule with no equal labels) narrows nothing
+            query["$or"] = [{f"labels.{name}": value for name, value in same.items()} for same in alike]
         return [d["labels"] async for d in self.incidents.find(query, {"labels": 1})]
 
     async def load(self, incident_ids: Iterable[str]) -> dict[str, tuple[Incident, Mapping[str, Any]]]:
@@ -87,11 +98,13 @@ class NotificationLog:
             {"_id": {"$in": list(keys)}, "status": DeliveryStatus.delivered.value}, {"_id": 1})
         return {keys[d["_id"]] async for d in found}
 
-    async def suppressed(self, incident_id: str, receiver: str, reason: str) -> None:
-        """Audit an incident a silence, an inhibition or a muted route kept from a receiver
-        ("" for all)."""
-        await self.attempts.insert_one({"incident_id": incident_id, "receiver": receiver, "kind": "suppressed",
-                                        "status": "suppressed", "detail": reason, "finished_at": datetime.now(UTC)})
+    async def suppressed(self, held: Iterable[tuple[str, str, str]]) -> None:
+        """Audit incidents a silence, an inhibition or a muted route kept from a receiver:
+        ``(incident_id, receiver ("" for all), reason)``."""
+        documents = [{"incident_id": incident_id, "receiver": receiver, "kind": "suppressed", "status": "suppressed",
+                      "detail": reason, "finished_at": datetime.now(UTC)} for incident_id, receiver, reason in held]
+        if documents:
+            await self.attempts.insert_many(documents)
 
     async def record(self, receipt: DeliveryReceipt, trace_id: str | None, *, fallback_for: str | None = None) -> None:
         """Audit the attempt, and mark the notification done when it was delivered."""

@@ -13,6 +13,7 @@ it alike) is when the document next has work; ``lease_until`` likewise.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +21,7 @@ from typing import Any, Generic, TypeVar
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.notifier.escalation import EscalationState
 from services.notifier.grouping import GroupState
@@ -110,6 +111,50 @@ class TimerStore(Generic[S]):
             if done.matched_count:
                 return new
         raise RuntimeError(f"{self.collection.name}/{key}: too many concurrent changes")
+
+    async def change_many(self, changes: Mapping[str, Callable[[S | None], S | None]], *,
+                          now: float, lease_s: float) -> dict[str, Leased[S]]:
+        """``change`` for many keys in few round trips: one read, one insert of the new
+        documents, one compare-and-swap each for the others (a key whose swap is lost goes
+        through ``change``). A new document already due is written leased to this replica,
+        and returned, so the caller sends it without looking it up again."""
+        docs = {d["_id"]: d async for d in self.collection.find({"_id": {"$in": list(changes)}})}
+        fresh: dict[str, S] = {}
+        swaps = []
+        for key, apply in changes.items():
+            doc = docs.get(key)
+            new = apply(self._load(doc) if doc else None)
+            if doc is None:
+                if new is not None:
+                    fresh[key] = new
+            elif new is not None:
+                lease = (doc.get("lease_owner", ""), float(doc.get("lease_until", 0.0)))
+                swaps.append((key, self.collection.replace_one(
+                    {"_id": key, "rev": doc["rev"]}, self._document(new, doc["rev"] + 1, lease))))
+            else:
+                swaps.append((key, self.collection.delete_one({"_id": key, "rev": doc["rev"]})))
+        leased: dict[str, Leased[S]] = {}
+        documents = []
+        for key, state in fresh.items():
+            when = self._due(state)
+            due_now = when is not None and when.timestamp() <= now
+            documents.append(self._document(state, 1, (self.owner, now + lease_s) if due_now else ("", 0.0)))
+            if due_now:
+                leased[key] = Leased(key, state, 1, now + lease_s)
+        lost = [key for key, result in zip([k for k, _ in swaps], await asyncio.gather(*(w for _, w in swaps)),
+                                           strict=True)
+                if not (getattr(result, "matched_count", 0) or getattr(result, "deleted_count", 0))]
+        if documents:
+            try:
+                await self.collection.insert_many(documents, ordered=False)
+            except BulkWriteError as error:
+                clashed = {documents[e["index"]]["_id"] for e in error.details.get("writeErrors", ())}
+                lost += list(clashed)
+                for key in clashed:
+                    leased.pop(key, None)
+        for key in lost:  # another writer got there first: the slow, safe path
+            await self.change(key, changes[key])
+        return leased
 
     async def due_keys(self, now: float, limit: int = 100) -> list[str]:
         """Documents with work due and no live lease, earliest first."""
