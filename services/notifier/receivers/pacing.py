@@ -33,7 +33,13 @@ class ChannelPacer:
 
     @asynccontextmanager
     async def slot(self, key: str) -> AsyncIterator[None]:
-        """Hold ``key`` for one post: wait for its turn, and space the next one after it."""
+        """Hold ``key`` for one post: wait for its turn, and space the next one after it.
+        With no interval, posts go in parallel and only a Retry-After holds them."""
+        if self.interval_s == 0:
+            while (wait := self._free_at.get(key, 0.0) - time.monotonic()) > 0:
+                await asyncio.sleep(wait)
+            yield
+            return
         async with self._locks.setdefault(key, asyncio.Lock()):
             # a loop, not one sleep: a Retry-After seen meanwhile may push the time further
             while (wait := self._free_at.get(key, 0.0) - time.monotonic()) > 0:
