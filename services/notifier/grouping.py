@@ -151,11 +151,15 @@ class Flush:
     new_overflow: int = 0
     """Arrivals past the cap since the last notification (counted, not listed)."""
     overflow: int = 0
+    opened_at: datetime | None = None
+    """When the group opened (its ``first_seen``)."""
 
     @property
     def key(self) -> str:
-        """Idempotency key of this notification: equal for a resend after a crash."""
-        return f"{self.group_key}#{self.sequence}"
+        """Idempotency key of this notification: equal for a resend after a crash, and
+        different for a group that closed and opened again with the same labels."""
+        opened = round(self.opened_at.timestamp() * 1000) if self.opened_at else 0
+        return f"{self.group_key}@{opened}#{self.sequence}"
 
 
 def add(
@@ -260,6 +264,7 @@ def due(state: GroupState, now: datetime) -> Flush | None:
         new_overflow=state.pending_overflow,
         overflow=state.overflow,
         due_at=state.next_flush_at,
+        opened_at=state.first_seen,
     )
 
 

@@ -175,6 +175,23 @@ async def test_a_burst_is_one_notification_then_updates_repeats_and_a_closed_gro
     assert len(slack.posts) == 3, "a group whose incidents are all resolved is not reminded of"
 
 
+async def test_a_group_that_closed_and_opens_again_is_notified_again(env_factory, slack, make_incident):
+    env = env_factory(routing_yaml(slack.url, group_wait="30s"))
+    dispatcher = env.replica()
+    where = community()
+    first = make_incident(incident_id=f"inc-{where}-first", community_id=where)
+    await dispatcher.admit(first)
+    env.clock.advance(seconds=30)
+    await env.tick()
+    await dispatcher.decide(feedback(first, FeedbackAction.resolved, env.clock.now))
+    env.clock.advance(hours=1)
+    second = make_incident(incident_id=f"inc-{where}-second", community_id=where)
+    await dispatcher.admit(second)  # same labels, same group key: a new group's first message
+    env.clock.advance(seconds=30)
+    await env.tick()
+    assert [incident_ids(p) for p in slack.posts] == [{first.incident_id}, {second.incident_id}]
+
+
 def feedback(incident: Incident, action: FeedbackAction, at: datetime) -> ModeratorFeedback:
     return ModeratorFeedback(feedback_id=f"fb-{uuid.uuid4().hex}", incident_id=incident.incident_id,
                              community_id=incident.community_id, action=action, moderator="alice",
