@@ -231,7 +231,7 @@ class Dispatcher:
 
     async def _until_next(self) -> float:
         now = self.clock().timestamp()
-        times = [t for t in (await self.groups.next_due(), await self.escalations.next_due()) if t is not None]
+        times = [t for t in (await self.groups.next_due(now), await self.escalations.next_due(now)) if t is not None]
         poll = self.poll.total_seconds()
         return max(0.0, min([poll, *(t - now for t in times)])) if times else poll
 

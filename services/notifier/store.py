@@ -163,8 +163,10 @@ class TimerStore(Generic[S]):
         keys = [d["_id"] async for d in cursor if float(d.get("lease_until", 0.0)) <= now]
         return keys[:limit]
 
-    async def next_due(self) -> float | None:
-        doc = await self.collection.find_one({}, {"due": 1}, sort=[("due", ASCENDING)])
+    async def next_due(self, now: float) -> float | None:
+        """When the next document without a live lease has work (a leased one is being sent;
+        if its sender dies, the regular poll finds it once the lease has run out)."""
+        doc = await self.collection.find_one({"lease_until": {"$lte": now}}, {"due": 1}, sort=[("due", ASCENDING)])
         return None if doc is None or doc["due"] == NEVER else float(doc["due"])
 
     async def lease(self, key: str, now: float, seconds: float) -> Leased[S] | None:
