@@ -137,7 +137,7 @@ def create_service(settings: NotifierSettings | None = None) -> Service:
         for task in running:
             await task
         running.clear()
-        for receiver in receivers.values():
+        for receiver in deliverer.receivers.values():  # those of the last reload
             await receiver.aclose()
 
     @service.broker.subscriber(
