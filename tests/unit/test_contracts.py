@@ -41,7 +41,7 @@ def test_incident_ids_are_stable_per_event():
                         "moderation.verdicts.v1", "moderation.incidents.v1"}),
         ("metrics", {"community.activity.v1:metrics", "moderation.verdicts.v1:metrics",
                      "moderation.incidents.v1:metrics", "moderation.feedback.v1:metrics"}),
-        ("notifier", {"moderation.incidents.v1:notifier"}),
+        ("notifier", {"moderation.incidents.v1:notifier", "moderation.feedback.v1:notifier"}),
     ],
 )
 def test_asyncapi_is_generated_from_the_apps_and_committed(service, channels):
