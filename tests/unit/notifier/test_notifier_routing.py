@@ -419,3 +419,17 @@ def test_load_configured_routing(tmp_path: Path) -> None:
     path = tmp_path / "r.yaml"
     path.write_text("receivers: [{name: only, console: {}}]\nroute: {receiver: only}\n")
     assert load_configured_routing(path).receiver_names == ["only"]
+
+
+def test_the_documented_recipe_sends_critical_to_email_and_the_rest_to_slack() -> None:
+    import re
+
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "notifier.md").read_text()
+    recipe = re.search(r"Save this as `routing.yaml`:\n\n```yaml\n(.*?)```", docs, re.S)
+    assert recipe, "docs/notifier.md lost its routing recipe"
+    config = load_routing(recipe.group(1))
+    labels = {"community": "acme", "category": "threat", "severity": "critical"}
+    assert receivers_for(config.route, labels) == ["oncall-email"]
+    for severity in ("low", "medium", "high"):
+        assert receivers_for(config.route, {**labels, "severity": severity}) == ["mods-slack"]
+    assert {r.name: r.kinds for r in config.receivers} == {"oncall-email": ["email"], "mods-slack": ["slack"]}
