@@ -24,6 +24,7 @@ from services.notifier.receivers.base import (
     DeliveryReceipt,
     DeliveryStatus,
     Notification,
+    NotificationReason,
     Receiver,
 )
 from services.notifier.receivers.console import ConsoleReceiver
@@ -49,7 +50,7 @@ class DeliveryMetrics:
             ["integration"], buckets=LATENCY_BUCKETS, registry=registry)
         self.incident_to_delivery = Histogram(
             "steward_notifier_incident_to_delivery_seconds",
-            "From an incident's creation to its first delivered notification",
+            "From an incident's creation to the first or update notification that delivered it",
             buckets=LATENCY_BUCKETS, registry=registry)
         self.fallbacks = Counter(
             "steward_notifier_fallbacks", "Notifications sent to the fallback receiver after a failure",
@@ -123,8 +124,8 @@ class Deliverer:
                 detail=f"unexpected {type(error).__name__}: {error}")
         self.metrics.seconds.labels(integration.kind).observe(time.perf_counter() - started)
         self.metrics.deliveries.labels(notification.receiver, integration.kind, receipt.status.value).inc()
-        if receipt.ok:
-            first = min(i.created_at for i in notification.incidents)
+        if receipt.ok and notification.reason in (NotificationReason.first, NotificationReason.update):
+            first = min(i.created_at for i in notification.incidents)  # reminders would skew it
             self.metrics.incident_to_delivery.observe(max(0.0, (datetime.now(UTC) - first).total_seconds()))
         log.info("notification %s to %s (%s): %s", notification.key, notification.receiver,
                  integration.kind, receipt.status.value)
