@@ -315,9 +315,11 @@ async def test_failing_publish_is_retried_on_a_live_connection():
         for t, d, event_id in events:
             await link.event(session, t, d, event_id)
         await collector.wait_for(3)
+        # a beat after the publish succeeded may already carry 4; none may carry 2 or 3
         failing_beats = link.heartbeats[beats:]
-        assert len(failing_beats) >= 2, "heartbeats go on while publishing fails"
-        assert set(failing_beats) == {1}, "the sequence does not pass an unpublished event"
+        assert failing_beats.count(1) >= 2, "heartbeats go on while publishing fails"
+        assert set(failing_beats) <= {1, 4} and failing_beats == sorted(failing_beats), \
+            "the sequence does not pass an unpublished event"
         await until(lambda: 4 in link.heartbeats)
         link.gateway.done.set()
 
