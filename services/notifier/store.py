@@ -96,7 +96,7 @@ class TimerStore(Generic[S]):
                     return new
                 except DuplicateKeyError:
                     continue
-            lease = (doc.get("lease_owner", ""), float(doc.get("lease_until", 0.0)))
+            stored_lease = lease = _lease_of(doc)
             if release and lease[0] == self.owner:
                 lease = ("", 0.0)
             if new is None:
@@ -104,7 +104,7 @@ class TimerStore(Generic[S]):
                 if gone.deleted_count:
                     return None
                 continue
-            if new == current and lease == (doc.get("lease_owner", ""), float(doc.get("lease_until", 0.0))):
+            if new == current and lease == stored_lease:
                 return new
             done = await self.collection.replace_one(
                 {"_id": key, "rev": doc["rev"]}, self._document(new, doc["rev"] + 1, lease))
@@ -128,7 +128,7 @@ class TimerStore(Generic[S]):
                 if new is not None:
                     fresh[key] = new
             elif new is not None:
-                lease = (doc.get("lease_owner", ""), float(doc.get("lease_until", 0.0)))
+                lease = _lease_of(doc)
                 swaps.append((key, self.collection.replace_one(
                     {"_id": key, "rev": doc["rev"]}, self._document(new, doc["rev"] + 1, lease))))
             else:
@@ -181,6 +181,10 @@ class TimerStore(Generic[S]):
             {"_id": key, "rev": doc["rev"]},
             self._document(state, doc["rev"] + 1, (self.owner, now + seconds)))
         return Leased(key, state, doc["rev"] + 1, now + seconds) if taken.matched_count else None
+
+
+def _lease_of(doc: Mapping[str, Any]) -> tuple[str, float]:
+    return doc.get("lease_owner", ""), float(doc.get("lease_until", 0.0))
 
 
 def group_timers(collection: AsyncCollection, owner: str) -> TimerStore[GroupState]:

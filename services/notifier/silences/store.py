@@ -101,7 +101,7 @@ class SilenceStore:
         self.silences = db[collection]
 
     async def create_indexes(self) -> None:
-        # the notifier's hot path (``active``) and state filters range over ends_at
+        # the notifier's read of current silences (``current``) and state filters range over ends_at
         await self.silences.create_index([("ends_at", ASCENDING)], name="ends_at")
         await self.silences.create_index(
             [("community", ASCENDING), ("ends_at", ASCENDING)], name="community_ends_at"
@@ -151,12 +151,6 @@ class SilenceStore:
             return _silence(updated, now)
         # expired (or removed) concurrently: report what is there now
         return await self.get(silence_id, now)
-
-    async def active(self, now: datetime | None = None) -> list[Silence]:
-        """Every silence active at ``now``: what the notifier checks incidents against."""
-        now = _now(now)
-        query, sort = _state_query(SilenceState.active, now)
-        return [_silence(doc, now) async for doc in self.silences.find(query).sort(sort)]
 
     async def current(self, now: datetime | None = None) -> list[Silence]:
         """Every silence not over at ``now`` (active or still to start): what the notifier

@@ -69,8 +69,8 @@ class Env:
         return self.make_incident(**fields).labels()
 
     async def silenced_by(self, labels: dict[str, str]) -> str | None:
-        active = await self.store.active(self.clock())
-        found = silencing(labels, active, self.clock())
+        current = await self.store.current(self.clock())
+        found = silencing(labels, current, self.clock())
         return None if found is None else found.id
 
 
@@ -137,7 +137,7 @@ async def test_create_list_match_and_expire(env: Env) -> None:
     assert at(body["updated_at"]) == env.clock()
 
     assert await env.silenced_by(env.labels()) is None
-    assert sid not in [s.id for s in await env.store.active(env.clock())]
+    assert sid not in [s.id for s in await env.store.current(env.clock())]
     assert await env.ids(state="active") == []
     assert await env.ids(state="expired") == [sid]
     assert (await env.http.get(f"/silences/{sid}")).json()["state"] == "expired"
