@@ -16,7 +16,7 @@ from services.ingest.github_redeliver import app as github_app
 from services.metrics.cli import app as metrics_app
 from services.moderation.model.lifecycle import app as lifecycle_app
 from services.moderation.replay import app as moderation_app
-from services.runtime.settings import RuntimeSettings
+from services.ops.cli import register as register_ops
 
 app = typer.Typer(help="Steward: trust & safety and community health.", no_args_is_help=True)
 model_app = lifecycle_app  # train, eval, export; `build` is added below
@@ -26,6 +26,7 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(github_app, name="github")
 app.add_typer(moderation_app, name="moderation", help="Replay activity against a candidate; export feedback.")
 app.add_typer(metrics_app, name="metrics")
+register_ops(app)
 console = Console()
 
 HomeOption = Annotated[Path, typer.Option(help="State folder (STEWARD_HOME).", envvar="STEWARD_HOME")]
@@ -181,17 +182,6 @@ def schemas_asyncapi(
         path = out / f"{name}.asyncapi.json"
         path.write_text(json.dumps(service.asyncapi(), indent=2, sort_keys=True) + "\n")
         console.print(f"wrote {path}")
-
-
-@app.command("topics")
-def create_topics(
-    partitions: Annotated[int, typer.Option(min=1)] = 6,
-) -> None:
-    """Create every contract topic and its dead-letter topic on STEWARD_KAFKA_BOOTSTRAP."""
-    from services.runtime.broker import ensure_topics
-
-    created = asyncio.run(ensure_topics(RuntimeSettings().kafka_bootstrap, partitions=partitions))
-    console.print(f"created: {', '.join(created) or 'nothing (all exist)'}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Operations commands that ops jobs run from the slim image: topics, indexes, dead letters."""
