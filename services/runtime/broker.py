@@ -42,6 +42,9 @@ def make_broker(
         enable_idempotence=settings.kafka_idempotence,
         request_timeout_ms=settings.kafka_request_timeout_ms,
         linger_ms=0,
+        # On stop, consuming ends at once and in-flight handlers get this long to finish
+        # and commit; only then are the consumers closed.
+        graceful_timeout=settings.shutdown_grace_s,
         # Order matters: the first middleware is outermost, so one trace span covers all
         # attempts and Prometheus sees each attempt.
         middlewares=[

@@ -22,6 +22,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.runtime.broker import make_broker
 from services.runtime.deadletter import DeadLetterPolicy
+from services.runtime.lag import ConsumerLag
 from services.runtime.mongo import database, make_mongo, ping
 from services.runtime.settings import RuntimeSettings
 from services.runtime.startup import start_closing_on_failure, wait_for
@@ -53,6 +54,7 @@ class Service:
             settings, registry=self.registry, tracer_provider=self.tracer_provider
         )
         self.mongo: AsyncMongoClient | None = make_mongo(settings, self.registry) if uses_mongo else None
+        self.lag = ConsumerLag(self.registry, settings.lag_interval_s)
         self._on_startup: list[Hook] = []
         self._on_shutdown: list[Hook] = []
         # FastAPI's own OpenTelemetry support: one server span per request, continuing the
@@ -135,11 +137,16 @@ class Service:
         for hook in self._on_startup:
             await hook()
         await wait_for("Kafka", lambda: start_closing_on_failure(self.broker))
+        self.lag.start(self.broker)
         log.info("%s started", self.title)
         try:
             yield
         finally:
-            # Stop consuming first: in-flight handlers finish and commit, then stores close.
+            # SIGTERM (uvicorn has stopped taking requests and finished those in flight):
+            # stop fetching, let in-flight handlers finish and commit (up to
+            # shutdown_grace_s), then close what they used.
+            log.info("%s stopping: finishing in-flight work", self.title)
+            await self.lag.stop()
             await self.broker.stop()
             for hook in self._on_shutdown:
                 await hook()

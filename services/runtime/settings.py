@@ -41,6 +41,14 @@ class RuntimeSettings(BaseSettings):
     )
     consumer_backoff_initial_s: float = Field(default=0.2, gt=0)
     consumer_backoff_max_s: float = Field(default=5.0, gt=0)
+    shutdown_grace_s: float = Field(
+        default=20.0, gt=0,
+        description="On SIGTERM, how long in-flight batches may take to finish and commit before they are "
+                    "abandoned (redelivered to the next owner). Keep it under the pod's termination grace period.",
+    )
+    lag_interval_s: float = Field(
+        default=10.0, gt=0, description="How often each consumer's lag is sampled into steward_consumer_lag."
+    )
 
     otlp_endpoint: str | None = Field(
         default=None, description="OTLP/HTTP traces endpoint; tracing exports nothing when unset."
