@@ -67,7 +67,8 @@ def create_service(settings: NotifierSettings | None = None) -> Service:
                                                headers, DeliveryGaveUp(failed.detail))
 
     fallback = receivers[routing.fallback_receiver] if routing.fallback_receiver else None
-    deliverer = Deliverer(receivers, notifications, metrics, fallback=fallback, dead_letter=dead_letter)
+    deliverer = Deliverer(receivers, notifications, metrics, fallback=fallback, dead_letter=dead_letter,
+                          tracer=service.tracer_provider.get_tracer("steward.notifier"))
     dispatcher = Dispatcher(service.db, routing, deliverer, notifications, silences, metrics,
                             lease=settings.lease, active_for=settings.incident_active_for, poll=settings.poll)
     service.app.state.dispatcher = dispatcher

@@ -34,7 +34,6 @@ from services.notifier.state import NotificationLog
 __all__ = ["Deliverer", "DeliveryMetrics"]
 
 log = logging.getLogger("steward.notifier")
-tracer = trace.get_tracer("steward.notifier")
 DeadLetter = Callable[[Notification, DeliveryReceipt], Awaitable[None]]
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -73,7 +72,11 @@ class Deliverer:
         *,
         fallback: Receiver | None,
         dead_letter: DeadLetter,
+        tracer: trace.Tracer | None = None,
     ) -> None:
+        # The service's own provider: the process-wide one belongs to whichever service
+        # was built first in this process, and would name (and export) the span as its own.
+        self.tracer = tracer or trace.get_tracer("steward.notifier")
         self.receivers = receivers
         self.notifications = notifications
         self.metrics = metrics
@@ -88,7 +91,7 @@ class Deliverer:
         fallback receiver. Returns once handled."""
         receiver = self.receivers.get(notification.receiver)
         parent = TraceContextTextMapPropagator().extract({"traceparent": traceparent}) if traceparent else None
-        with tracer.start_as_current_span(f"notify {notification.receiver}", context=parent) as span:
+        with self.tracer.start_as_current_span(f"notify {notification.receiver}", context=parent) as span:
             span.set_attribute("steward.notification", notification.key)
             span.set_attribute("steward.incident_id", notification.lead.incident_id)
             trace_id = format(span.get_span_context().trace_id, "032x")
