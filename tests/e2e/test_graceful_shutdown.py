@@ -1,0 +1,147 @@
+"""SIGTERM mid-batch on the real local stack: a service stops fetching, finishes the batch in
+hand, commits and exits in time; its successor goes on from there. Nothing is lost, and
+nothing is produced twice (a verdict published but not committed would come out again)."""
+
+import asyncio
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from schemas import MemberActivity, ModerationVerdict, topics
+from services.localstack.stack import LocalStack
+from services.moderation.model.bundle import ensure_serving_bundle
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+GRACE_S = 20
+BENIGN = ("thanks for the help with the release notes", "see you all at the meetup on friday",
+          "has anyone tried the new build on arm?", "great write-up, bookmarked it")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, model_cache):
+    stack = LocalStack(tmp_path_factory.mktemp("shutdown"), preferred_ports=False)
+    try:
+        stack.start_infrastructure()
+        stack.service_env = {"STEWARD_MODEL_DIR": str(ensure_serving_bundle(model_cache)),
+                             "STEWARD_SHUTDOWN_GRACE_S": str(GRACE_S)}
+        yield stack
+    finally:
+        stack.stop()
+
+
+def activity(community: str, n: int, start: datetime, step: timedelta = timedelta(seconds=1)) -> MemberActivity:
+    return MemberActivity(
+        event_id=f"{community}-{n}", platform="generic", community_id=community, channel_id=f"c{n % 7}",
+        member_id=f"m{n % 97}", kind="message_posted", message_id=f"msg-{n}",
+        text=f"{BENIGN[n % len(BENIGN)]} #{n}", occurred_at=start + n * step,
+    )
+
+
+async def publish(bootstrap: str, events: list[MemberActivity]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        acks = [await producer.send(topics.ACTIVITY, e.model_dump_json().encode(), key=e.community_id.encode())
+                for e in events]
+        await asyncio.gather(*acks)
+    finally:
+        await producer.stop()
+
+
+class VerdictTally:
+    """Every verdict record of one community on the verdicts topic, duplicates included."""
+
+    def __init__(self, bootstrap: str, community: str) -> None:
+        self.bootstrap, self.community = bootstrap, community
+        self.event_ids: list[str] = []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(topics.VERDICTS, bootstrap_servers=self.bootstrap, group_id=None,
+                                    auto_offset_reset="earliest", fetch_max_wait_ms=100)
+        await consumer.start()
+        try:
+            while not stop.is_set():
+                for batch in (await consumer.getmany(timeout_ms=200)).values():
+                    for record in batch:
+                        verdict = ModerationVerdict.model_validate_json(record.value)
+                        if verdict.community_id == self.community:
+                            self.event_ids.append(verdict.event_id)
+        finally:
+            await consumer.stop()
+
+
+def sigterm_and_wait(stack: LocalStack, name: str) -> tuple[int, float]:
+    child = next(c for c in reversed(stack.children) if c.name == name and c.running)
+    started = time.monotonic()
+    child.signal(signal.SIGTERM)
+    code = child.process.wait(GRACE_S + 15)
+    return code, time.monotonic() - started
+
+
+async def until(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+async def test_moderation_finishes_its_batch_on_sigterm_and_its_successor_repeats_nothing(stack, unique):
+    community = f"shutdown-{unique}"
+    count = 1500
+    await asyncio.to_thread(stack.start_services, ("moderation",))
+    tally, stop = VerdictTally(stack.endpoints.kafka, community), asyncio.Event()
+    reading = asyncio.create_task(tally.run(stop))
+    try:
+        start = datetime.now(UTC) - timedelta(hours=2)
+        await publish(stack.endpoints.kafka, [activity(community, n, start) for n in range(count)])
+        await until(lambda: len(tally.event_ids) >= 100, 120, "the first verdicts")
+
+        code, took = await asyncio.to_thread(sigterm_and_wait, stack, "moderation")
+        # uvicorn re-raises the signal once it has shut down, so the exit status names SIGTERM
+        assert code == -signal.SIGTERM and took < GRACE_S, (code, took)
+        stopped_at = len(tally.event_ids)
+        assert stopped_at < count, "the service finished everything before SIGTERM: nothing was in flight"
+        log = next(c for c in stack.children if c.name == "moderation").log_path.read_text()
+        assert "finishing in-flight work" in log and "Steward moderation stopped" in log
+
+        await asyncio.to_thread(stack.start_services, ("moderation",))
+        await until(lambda: len(set(tally.event_ids)) == count, 180, "every verdict after the restart")
+        await asyncio.sleep(3)  # a repeat of the last batch would arrive now
+    finally:
+        stop.set()
+        await reading
+    assert sorted(tally.event_ids) == sorted(f"{community}-{n}" for n in range(count)), \
+        f"{len(tally.event_ids) - len(set(tally.event_ids))} verdicts repeated"
+
+
+async def test_metrics_finishes_its_fold_on_sigterm_and_counts_each_event_once(stack, unique):
+    community = f"shutdown-kpi-{unique}"
+    count = 30_000
+    await asyncio.to_thread(stack.start_services, ("metrics",))
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    # all on today (the community's day is UTC's)
+    events = [activity(community, n, start, step=timedelta(milliseconds=1)) for n in range(count)]
+    await publish(stack.endpoints.kafka, events)
+
+    def messages_today() -> int:
+        url = stack.endpoints.services["metrics"] + f"/communities/{community}/kpis"
+        day = start.date().isoformat()
+        response = httpx.get(url, params={"from": day, "to": day}, timeout=10)
+        return response.json()["days"][0]["messages"] if response.status_code == 200 else -1
+
+    await until(lambda: messages_today() > 0, 120, "the first folded batch")
+    code, took = await asyncio.to_thread(sigterm_and_wait, stack, "metrics")
+    # uvicorn re-raises the signal once it has shut down, so the exit status names SIGTERM
+    assert code == -signal.SIGTERM and took < GRACE_S, (code, took)
+    log = next(c for c in stack.children if c.name == "metrics").log_path.read_text()
+    assert "finishing in-flight work" in log and "Steward metrics stopped" in log
+
+    await asyncio.to_thread(stack.start_services, ("metrics",))
+    await until(lambda: messages_today() == count, 180, "every message counted after the restart")
+    await asyncio.sleep(2)
+    assert messages_today() == count
