@@ -12,6 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas import MemberActivity, ModerationVerdict, topics
+from services.ingest.signatures import sign_steward
 from services.localstack.stack import LocalStack
 from services.moderation.model.bundle import ensure_serving_bundle
 
@@ -145,3 +146,70 @@ async def test_metrics_finishes_its_fold_on_sigterm_and_counts_each_event_once(s
     await until(lambda: messages_today() == count, 180, "every message counted after the restart")
     await asyncio.sleep(2)
     assert messages_today() == count
+
+
+async def test_ingest_answers_what_it_took_on_sigterm_and_loses_no_webhook(stack, unique):
+    """Webhooks keep arriving while ingest stops: each one answered 2xx is on the topic; the
+    others were refused or cut before they were taken, and the platform's retry to the next
+    instance succeeds. Every event ends up on the topic exactly once."""
+    community = f"shutdown-ingest-{unique}"
+    await asyncio.to_thread(stack.start_services, ("ingest",))
+    secret = stack.endpoints.generic_secret
+    start = datetime.now(UTC) - timedelta(hours=1)
+    bodies = {f"{community}-{n}": activity(community, n, start).model_dump_json().encode() for n in range(400)}
+    accepted: set[str] = set()
+    sent = 0
+
+    async def deliver(client: httpx.AsyncClient, event_id: str) -> None:
+        nonlocal sent
+        now = int(time.time())
+        headers = {"Content-Type": "application/json", "X-Steward-Timestamp": str(now),
+                   "X-Steward-Signature": sign_steward(secret, now, bodies[event_id])}
+        try:
+            response = await client.post(stack.endpoints.services["ingest"] + "/webhooks/generic",
+                                         content=bodies[event_id], headers=headers)
+        except httpx.TransportError:
+            return  # refused or cut: the platform retries
+        finally:
+            sent += 1
+        if response.is_success:
+            accepted.add(event_id)
+        else:
+            assert response.status_code == 503, response.text
+
+    async def deliver_all(event_ids: list[str]) -> None:
+        queue = list(event_ids)
+        async with httpx.AsyncClient(timeout=10) as client:
+            async def worker() -> None:
+                while queue:
+                    await deliver(client, queue.pop())
+            await asyncio.gather(*(worker() for _ in range(16)))
+
+    sending = asyncio.create_task(deliver_all(list(bodies)))
+    await until(lambda: sent >= 100, 60, "the first webhooks")
+    code, took = await asyncio.to_thread(sigterm_and_wait, stack, "ingest")
+    await sending
+    assert code == -signal.SIGTERM and took < GRACE_S, (code, took)
+    assert 100 <= len(accepted) < len(bodies), len(accepted)
+
+    await asyncio.to_thread(stack.start_services, ("ingest",))
+    await deliver_all([event_id for event_id in bodies if event_id not in accepted])  # the platform's retries
+    assert accepted == set(bodies)
+
+    consumer = AIOKafkaConsumer(topics.ACTIVITY, bootstrap_servers=stack.endpoints.kafka, group_id=None,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=100)
+    await consumer.start()
+    on_topic: list[str] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(on_topic) < len(bodies) and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=300)).values():
+                on_topic += [e.event_id for r in batch
+                             if (e := MemberActivity.model_validate_json(r.value)).community_id == community]
+        await asyncio.sleep(1)
+        for batch in (await consumer.getmany(timeout_ms=1000)).values():
+            on_topic += [e.event_id for r in batch
+                         if (e := MemberActivity.model_validate_json(r.value)).community_id == community]
+    finally:
+        await consumer.stop()
+    assert sorted(on_topic) == sorted(bodies), f"{len(on_topic) - len(set(on_topic))} repeated"
