@@ -6,6 +6,11 @@ retries the handler with bounded exponential backoff and, once the attempts are 
 publishes the original record with its error to ``<topic>.dlq``. Only then does the
 handler return normally, so the offset is committed after the effect, or the dead letter,
 is durable. A record that cannot be parsed is poison from the start and skips the retries.
+
+An outage of the store or the broker is not the event's fault: dead-lettering would empty
+the topic into its DLQ for the length of the outage. Such a failure is retried without end
+instead, holding the partition (its lag grows and alerts), and the consumer resumes by
+itself when the dependency is back.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaError
 from faststream.middlewares import BaseMiddleware
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
+from pymongo.errors import ConnectionFailure
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -43,9 +50,18 @@ class PoisonEvent(Exception):
     """Raised by a handler for an event that no retry can fix (it goes straight to the DLQ)."""
 
 
+class Outage(Exception):
+    """A dependency (store, broker) is unreachable: retried until it is back, never dead-lettered."""
+
+
 def consumer_group(context: Any) -> str | None:
     """The group of the subscriber handling the current message (FastStream's context)."""
     return getattr(context.get("handler_"), "group_id", None)
+
+
+def is_outage(error: BaseException) -> bool:
+    return isinstance(error, (Outage, ConnectionFailure)) or (
+        isinstance(error, KafkaError) and bool(getattr(error, "retriable", False)))
 
 
 def is_permanent(error: BaseException) -> bool:
@@ -76,6 +92,12 @@ class DeadLetterPolicy:
         self.handler_failures = Counter(
             "steward_handler_failures",
             "Failed handler attempts (each retry counts)",
+            ["topic", "error_type"],
+            registry=registry,
+        )
+        self.outage_waits = Counter(
+            "steward_outage_waits",
+            "Times a consumer held its partition because a dependency was down (retried, not dead-lettered)",
             ["topic", "error_type"],
             registry=registry,
         )
@@ -155,18 +177,25 @@ class _RetryThenDeadLetter(BaseMiddleware):
             self.policy.handler_failures.labels(topic, type(error).__name__).inc()
             return not is_permanent(error)
 
-        try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(retry.max_attempts),
-                wait=wait_exponential(multiplier=retry.backoff_initial_s, max=retry.backoff_max_s),
-                retry=retry_if_exception(count_failure),
-                reraise=True,
-            ):
-                with attempt:
-                    attempts = attempt.retry_state.attempt_number
-                    return await call_next(msg)
-        except asyncio.CancelledError:
-            raise  # shutting down: no ack, the record is redelivered to the next owner
-        except Exception as error:
-            await self.policy.dead_letter(msg, error, attempts, consumer_group(self.context))
-            return None
+        while True:
+            try:
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(retry.max_attempts),
+                    wait=wait_exponential(multiplier=retry.backoff_initial_s, max=retry.backoff_max_s),
+                    retry=retry_if_exception(count_failure),
+                    reraise=True,
+                ):
+                    with attempt:
+                        attempts = attempt.retry_state.attempt_number
+                        return await call_next(msg)
+            except asyncio.CancelledError:
+                raise  # shutting down: no ack, the record is redelivered to the next owner
+            except Exception as error:
+                if is_outage(error):
+                    self.policy.outage_waits.labels(topic, type(error).__name__).inc()
+                    log.warning("%s: a dependency is down (%s: %s); holding the partition, retrying in %.1fs",
+                                topic, type(error).__name__, error, retry.backoff_max_s)
+                    await asyncio.sleep(retry.backoff_max_s)
+                    continue
+                await self.policy.dead_letter(msg, error, attempts, consumer_group(self.context))
+                return None

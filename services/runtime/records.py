@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from opentelemetry import propagate
 
 from services.runtime.broker import make_producer
+from services.runtime.deadletter import Outage
 from services.runtime.settings import RuntimeSettings
 from services.runtime.startup import start_producer
 
@@ -24,7 +25,7 @@ log = logging.getLogger("steward.records")
 Headers = list[tuple[str, bytes]]
 
 
-class BrokerUnavailable(Exception):
+class BrokerUnavailable(Outage):
     """The broker did not acknowledge in time; the caller must retry (or answer 503)."""
 
 

@@ -97,3 +97,34 @@ async def test_retry_then_dead_letter_then_move_on(backend, unique):
 def activity_bytes(raw: bytes, event_id: str) -> bytes:
     assert MemberActivity.model_validate_json(raw).event_id == event_id
     return raw
+
+
+async def test_an_outage_holds_the_partition_instead_of_dead_lettering(backend, unique):
+    """The store is down for longer than the retries last: the event waits, then is handled
+    once; nothing goes to the dead-letter topic, and the events behind it keep their order."""
+    from pymongo.errors import AutoReconnect
+
+    topic = f"test.outage.{unique}.v1"
+    await ensure_topics(backend.kafka_bootstrap, partitions=1, contract_topics=(topic,))
+    settings, broker, policy = build(backend, unique)
+    calls: list[str] = []
+    done: list[str] = []
+
+    @broker.subscriber(topic, **consumer_options(settings, f"group-{unique}"))
+    async def handle(event: MemberActivity) -> None:
+        calls.append(event.event_id)
+        if event.event_id == "during-outage" and calls.count("during-outage") <= 7:
+            raise AutoReconnect("connection refused")
+        done.append(event.event_id)
+
+    await broker.start()
+    try:
+        for event_id in ("during-outage", "behind-it"):
+            await broker.publish(activity(event_id), topic, key=b"same-partition")
+        await wait_until(lambda: "behind-it" in done)
+    finally:
+        await broker.stop()
+    assert done == ["during-outage", "behind-it"]
+    assert calls.count("during-outage") == 8  # three rounds of consumer_max_attempts, then success
+    assert policy.outage_waits.labels(topic, "AutoReconnect")._value.get() == 2
+    assert policy.dead_letters.labels(topic, "AutoReconnect")._value.get() == 0
