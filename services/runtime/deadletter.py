@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import ConsumerRecord
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from faststream.middlewares import BaseMiddleware
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
@@ -60,7 +60,8 @@ def consumer_group(context: Any) -> str | None:
 
 
 def is_outage(error: BaseException) -> bool:
-    return isinstance(error, (Outage, ConnectionFailure)) or (
+    # aiokafka marks its request timeout non-retriable, but it is what an unreachable broker raises
+    return isinstance(error, (Outage, ConnectionFailure, KafkaTimeoutError)) or (
         isinstance(error, KafkaError) and bool(getattr(error, "retriable", False)))
 
 
