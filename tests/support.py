@@ -1,6 +1,11 @@
 """Helpers shared by the integration and end-to-end tests."""
 
 import asyncio
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 
 from aiokafka import AIOKafkaConsumer
 
@@ -25,3 +30,44 @@ async def wait_until(predicate, timeout_s: float = 30) -> None:
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
+
+
+class _Server(ThreadingHTTPServer):
+    # the notifier posts up to 32 at once; the default backlog of 5 would reset connections,
+    # and posts that fail every retry go to the fallback receiver instead
+    request_queue_size = 128
+    daemon_threads = True
+
+
+class SlackStandIn:
+    """A real local HTTP server in place of Slack's incoming webhook: records each post's JSON.
+    ``delay_s`` makes it slow, so that posts are still in flight when a test acts."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.posts: list[dict] = []
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                time.sleep(delay_s)
+                stand_in.posts.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/services/T0/B0/x"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(5)

@@ -6,12 +6,10 @@ of the same delivery must change nothing."""
 import asyncio
 import json
 import shutil
-import threading
 import time
 from datetime import UTC, datetime
 from email import message_from_bytes
 from html.parser import HTMLParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -25,7 +23,7 @@ from services.localstack.processes import free_port
 from services.localstack.stack import LocalStack
 from services.moderation.model.bundle import ensure_serving_bundle
 from services.moderation.policy.load import BUILT_IN
-from tests.support import read_all
+from tests.support import SlackStandIn, read_all
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -34,22 +32,6 @@ MEMBER = "U0HARM"
 THREAT = "Post that again and I will find where you live and hurt you."
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PINNED_TEAM = "T0PINNED"
-
-
-class SlackReceiver(BaseHTTPRequestHandler):
-    """Stands in for Slack's incoming-webhook endpoint: records every JSON post."""
-
-    posts: list[dict] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        type(self).posts.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args) -> None:
-        pass
 
 
 class Mailbox:
@@ -63,11 +45,8 @@ class Mailbox:
 
 @pytest.fixture(scope="module")
 def slack_server():
-    SlackReceiver.posts = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SlackReceiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
+    with SlackStandIn() as slack:
+        yield slack
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +92,7 @@ def stack(tmp_path_factory, model_cache, slack_server, mailbox, pinned_policies)
             "STEWARD_HOME": str(home),
             "STEWARD_POLICY_DIR": str(policies),
             "STEWARD_MODEL_DIR": str(bundle),
-            "STEWARD_SLACK_WEBHOOK_URL": f"http://127.0.0.1:{slack_server.server_port}/services/T0/B0/x",
+            "STEWARD_SLACK_WEBHOOK_URL": slack_server.url,
             "STEWARD_SMTP_PORT": str(smtp_port),
             "STEWARD_EMAIL_TO": '["oncall@example.org"]',
         }
@@ -180,9 +159,9 @@ def test_harmful_message_alerts_once_and_counts_once(stack, slack_server, mailbo
     assert first.status_code == 200, first.text
     assert first.json()["accepted"] == 1
 
-    wait_for(lambda: SlackReceiver.posts, "the Slack alert")
+    wait_for(lambda: slack_server.posts, "the Slack alert")
     wait_for(lambda: box.messages, "the email alert")
-    [post] = SlackReceiver.posts
+    [post] = slack_server.posts
     rendered = json.dumps(post)
     assert "find where you live" in rendered
     actions = [b for b in post["blocks"] if b["type"] == "actions"]
@@ -207,7 +186,7 @@ def test_harmful_message_alerts_once_and_counts_once(stack, slack_server, mailbo
                    "both marker events")
     assert (day["dau"], day["messages"], day["flagged"]) == (1, 2, 1)
     time.sleep(1)  # give a duplicate alert, if any were coming, time to arrive
-    assert len(SlackReceiver.posts) == 1, "a redelivered event must not alert twice"
+    assert len(slack_server.posts) == 1, "a redelivered event must not alert twice"
     assert len(box.messages) == 1
 
     # The W3C trace context travelled from the webhook to the incident and the alert record.

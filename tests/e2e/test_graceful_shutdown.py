@@ -4,12 +4,10 @@ goes on from there. Nothing is lost, and nothing is produced twice (a verdict pu
 not committed, or a Slack post sent but not recorded, would come out again)."""
 
 import asyncio
+import json
 import signal
-import threading
 import time
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
 
 import httpx
 import pytest
@@ -19,6 +17,7 @@ from schemas import MemberActivity, ModerationVerdict, topics
 from services.ingest.signatures import sign_steward
 from services.localstack.stack import LocalStack
 from services.moderation.model.bundle import ensure_serving_bundle
+from tests.support import SlackStandIn
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]  # minutes: CI runs it in its slow step
 
@@ -219,35 +218,10 @@ async def test_ingest_answers_what_it_took_on_sigterm_and_loses_no_webhook(stack
     assert sorted(on_topic) == sorted(bodies), f"{len(on_topic) - len(set(on_topic))} repeated"
 
 
-class SlowSlack(BaseHTTPRequestHandler):
-    """Slack's incoming webhook, taking its time, so that posts are in flight at SIGTERM."""
-
-    posts: ClassVar[list[str]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        time.sleep(0.4)
-        type(self).posts.append(body.decode())
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-class SlackServer(ThreadingHTTPServer):
-    # the notifier posts up to 32 at once; the default backlog of 5 would reset connections,
-    # and posts that fail every retry go to the fallback receiver instead
-    request_queue_size = 128
-    daemon_threads = True
-
-
 async def test_notifier_sends_what_it_started_on_sigterm_and_its_successor_repeats_nothing(
         stack, unique, tmp_path, make_incident):
     count = 80
-    server = SlackServer(("127.0.0.1", 0), SlowSlack)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    slack = SlackStandIn(delay_s=0.4)  # slow, so that posts are in flight at SIGTERM
     routing = tmp_path / "routing.yaml"
     # grouped by community too: the module's earlier incidents share member labels, and an
     # incident joining their open group would wait for its group_interval
@@ -255,14 +229,14 @@ async def test_notifier_sends_what_it_started_on_sigterm_and_its_successor_repea
                        "route:\n  receiver: mods\n  group_by: [community, member]\n  group_wait: 0s\n"
                        "  group_interval: 5m\n  repeat_interval: 4h\n")
     stack.service_env.update({
-        "STEWARD_SLACK_WEBHOOK_URL": f"http://127.0.0.1:{server.server_port}/services/T0/B0/x",
+        "STEWARD_SLACK_WEBHOOK_URL": slack.url,
         "STEWARD_ROUTING_FILE": str(routing), "STEWARD_SLACK_CHANNEL_INTERVAL_S": "0",
         "STEWARD_CONSUMER_GROUP": f"notifier-{unique}",
     })
     ids = [f"inc-{unique}-{n}" for n in range(count)]
 
     def posts_of(incident_id: str) -> int:
-        return sum(f"`{incident_id}`" in post for post in SlowSlack.posts)
+        return sum(f"`{incident_id}`" in json.dumps(post) for post in slack.posts)
 
     now = datetime.now(UTC)
     incidents = [make_incident(incident_id=incident_id, community_id=f"shutdown-notify-{unique}",
@@ -278,7 +252,7 @@ async def test_notifier_sends_what_it_started_on_sigterm_and_its_successor_repea
         finally:
             await producer.stop()
 
-    try:
+    with slack:
         await asyncio.to_thread(stack.start_services, ("notifier",))
         await publish_incidents(incidents[: count // 2])
         await until(lambda: sum(map(posts_of, ids)) >= 5, 60, "the first posts")
@@ -293,7 +267,4 @@ async def test_notifier_sends_what_it_started_on_sigterm_and_its_successor_repea
         await asyncio.to_thread(stack.start_services, ("notifier",))
         await until(lambda: all(posts_of(i) for i in ids), 120, "every incident posted after the restart")
         await asyncio.sleep(3)  # a repeat of an in-flight post would arrive now
-    finally:
-        server.shutdown()
-        server.server_close()
     assert {i: posts_of(i) for i in ids} == dict.fromkeys(ids, 1)

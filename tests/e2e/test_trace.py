@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 import uuid
 from contextlib import AsyncExitStack
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import httpx
 import pytest
@@ -40,6 +37,7 @@ from services.runtime.settings import (
     ModerationSettings,
     NotifierSettings,
 )
+from tests.support import SlackStandIn
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -51,34 +49,10 @@ DELIVERY_TIMEOUT_S = 60
 SERVICES = ("steward-ingest", "steward-moderation", "steward-notifier")
 
 
-class SlackWebhook(BaseHTTPRequestHandler):
-    """Stands in for Slack's incoming-webhook endpoint: records every JSON post."""
-
-    posts: ClassVar[list[dict]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        type(self).posts.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def slack_webhook():
-    SlackWebhook.posts = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SlackWebhook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/services/T0/B0/trace"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with SlackStandIn() as slack:
+        yield slack
 
 
 @pytest.fixture
@@ -169,14 +143,14 @@ async def test_one_trace_runs_from_the_webhook_to_the_slack_alert(
     ingest = create_ingest(IngestSettings(**common, slack_signing_secret=endpoints.slack_secret))
     moderation = create_moderation(ModerationSettings(**common, model_dir=bundle, model_threads=1))
     notifier = create_notifier(NotifierSettings(
-        **common, routing_file=routing_yaml(tmp_path), slack_webhook_url=slack_webhook,
+        **common, routing_file=routing_yaml(tmp_path), slack_webhook_url=slack_webhook.url,
         slack_channel_interval_s=0, consumer_group=f"steward-notifier-trace-{run}"))
     services = (ingest, moderation, notifier)
     exporter = InMemorySpanExporter()
     capture(exporter, services)
 
     def ours() -> list[dict]:
-        return [p for p in SlackWebhook.posts if team in json.dumps(p)]
+        return [p for p in slack_webhook.posts if team in json.dumps(p)]
 
     async with AsyncExitStack() as running:
         # Consumers first, so that they are in their groups when the webhook's event lands.
@@ -201,7 +175,7 @@ async def test_one_trace_runs_from_the_webhook_to_the_slack_alert(
 
     [post] = ours()
     assert "find where you live" in json.dumps(post), "the alert carries the message"
-    assert len(SlackWebhook.posts) == 1, "the Slack webhook got exactly one post"
+    assert len(slack_webhook.posts) == 1, "the Slack webhook got exactly one post"
 
     traced = [s for s in spans if s.context.trace_id == int(TRACE_ID, 16)]
     seen = describe(spans)
