@@ -47,6 +47,9 @@ def build_default_model(home: Path) -> Path:
 def up(
     home: HomeOption = DEFAULT_HOME,
     demo: Annotated[bool, typer.Option(help="Replay the demo community once everything is up.")] = False,
+    durable_broker: Annotated[bool, typer.Option(
+        help="tansu stores to a local S3-compatible server (moto) and keeps its data across its own "
+             "restarts; slower than memory.")] = False,
 ) -> None:
     """Start tansu, nx-27017, an SMTP sink and the four services; Ctrl-C stops them all.
 
@@ -56,7 +59,8 @@ def up(
     from services.runtime.settings import ModerationSettings
 
     model_dir = ModerationSettings(home=home).model_dir or build_default_model(home)
-    stack = LocalStack(home, service_env={"STEWARD_MODEL_DIR": str(Path(model_dir).resolve())})
+    stack = LocalStack(home, durable_broker=durable_broker,
+                       service_env={"STEWARD_MODEL_DIR": str(Path(model_dir).resolve())})
     # Ctrl-C and SIGTERM both stop cleanly, even when started where SIGINT is inherited as
     # ignored (a background job of a non-interactive shell).
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -68,7 +72,7 @@ def up(
             stack.start_services()
         table = Table("part", "where", title="Steward is up")
         ep = stack.endpoints
-        table.add_row("kafka (tansu)", ep.kafka)
+        table.add_row("kafka (tansu)", ep.kafka + (f" on S3 at {stack.object_store}" if durable_broker else ""))
         table.add_row("mongodb (nx-27017)", ep.mongo_uri)
         table.add_row("smtp sink", f"127.0.0.1:{ep.smtp_port} -> {stack.folder / 'mail'}")
         for name, url in ep.services.items():

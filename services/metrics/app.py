@@ -55,7 +55,9 @@ def create_service(settings: MetricsSettings | None = None) -> Service:
         return BatchFolder(store, group=f"{GROUP_ID}-{source}", topic=topic, source=source,
                            timezone_of=settings.timezone_of,
                            dedupe_window=timedelta(hours=settings.dedupe_window_hours),
-                           member_cache=settings.member_cache)
+                           member_cache=settings.member_cache,
+                           on_outage=lambda error: service.dead_letters.outage_waits.labels(
+                               topic, type(error).__name__).inc())
 
     activity, verdicts = folder(topics.ACTIVITY, "activity"), folder(topics.VERDICTS, "verdicts")
     rebuilds = Rebuilds(store, settings.kafka_bootstrap, (activity, verdicts), timezone_of=settings.timezone_of,

@@ -88,8 +88,11 @@ class BatchFolder:
         memory_scope: str | None = None,
         index_slot: int = 0,
         lock: asyncio.Lock | None = None,
+        on_outage: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.store = store
+        # Told each time a batch waits for MongoDB to come back (the outage counter and alert).
+        self.on_outage = on_outage
         self.group, self.topic, self.source = group, topic, source
         self.timezone_of = timezone_of
         self.targets = targets
@@ -114,11 +117,17 @@ class BatchFolder:
             return 0
         async for attempt in AsyncRetrying(retry=retry_if_exception(_store_unavailable), reraise=True,
                                            wait=wait_exponential(multiplier=0.2, max=STORE_RETRY_MAX_S),
-                                           before_sleep=_log_retry):
+                                           before_sleep=self._before_retry):
             with attempt:
                 async with self.lock:
                     return await self._fold(consumed)
         raise AssertionError("unreachable: the retry loop returns or raises")
+
+    def _before_retry(self, state) -> None:
+        _log_retry(state)
+        error = state.outcome.exception()
+        if self.on_outage is not None and isinstance(error, ConnectionFailure):
+            self.on_outage(error)
 
     async def _fold(self, consumed: Sequence[Consumed]) -> int:
         by_partition: dict[int, list[Consumed]] = defaultdict(list)

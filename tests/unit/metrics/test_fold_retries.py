@@ -68,3 +68,12 @@ async def test_other_errors_are_left_to_the_consumer_wrapper():
     folder = BatchFolder(store, group="g", topic="t", source="activity", timezone_of=lambda _: "UTC")
     with pytest.raises(OperationFailure):
         await folder.fold([Consumed(0, 5, ActivityFact("e1", "acme", "m1", "message_posted", 1.7e9))])
+
+
+async def test_each_wait_on_an_outage_is_reported_and_a_conflict_is_not():
+    store = FlakyStore([AutoReconnect("primary gone"), AutoReconnect("still gone"), conflict()])
+    waits: list[str] = []
+    folder = BatchFolder(store, group="g", topic="t", source="activity", timezone_of=lambda _: "UTC",
+                         on_outage=lambda error: waits.append(type(error).__name__))
+    assert await folder.fold([Consumed(0, 5, ActivityFact("e1", "acme", "m1", "message_posted", 1.7e9))]) == 1
+    assert waits == ["AutoReconnect", "AutoReconnect"]
