@@ -30,9 +30,9 @@ COLUMNS = ("drill", "unit", "sent", "processed", "lost", "duplicated", "redelive
 
 
 def markdown(result: dict) -> str:
-    lines = [f"Measured {result['measured_at']} on {result['machine']}; pytest exit status "
-             f"{result['pytest_exit_status']} ({result['outcome']}).", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+    header = (f"Measured {result['measured_at']} on {result['machine']}; pytest exit status "
+              f"{result['pytest_exit_status']} ({result['outcome']}).")
+    lines = [header, "", "| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
     for row in result["drills"]:
         cells = ["yes" if row[c] is True else "no" if row[c] is False else str(row[c]) for c in COLUMNS]
         lines.append("| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |")

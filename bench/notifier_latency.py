@@ -66,8 +66,10 @@ import threading
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
+
+from bench.slack_receiver import start_slack_receiver
 
 RESULTS = Path(__file__).with_name("results") / "notifier_latency.json"
 TARGET_P99_MS = 250.0
@@ -151,28 +153,7 @@ class Arrivals:
 
 
 def start_slack_stand_in(arrivals: Arrivals) -> ThreadingHTTPServer:
-    class SlackStandIn(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as Slack's endpoint
-        # headers and body go out in two writes: with Nagle's algorithm the second waits for
-        # the client's delayed ACK (40 ms), which would pace every post
-        disable_nagle_algorithm = True
-
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            arrivals.add("slack", INCIDENT_ID.search(body), time.time())
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SlackStandIn)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="slack-stand-in", daemon=True).start()
-    return server
+    return start_slack_receiver(lambda body, at: arrivals.add("slack", INCIDENT_ID.search(body), at))
 
 
 class Mailbox:
