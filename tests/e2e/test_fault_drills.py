@@ -150,6 +150,10 @@ class Drill:
         self._stop.set()
         await self._reading
 
+    @property
+    def seconds(self) -> float:
+        return round(time.monotonic() - self._started, 1)
+
     def url(self, service: str) -> str:
         return self.stack.endpoints.services[service]
 
@@ -170,8 +174,7 @@ class Drill:
         processed, lost, _ = count_effects(messages, verdicts)
         values = {"unit": "messages", "sent": len(messages), "processed": processed, "lost": lost,
                   "duplicated": 0, "redelivered": len(verdicts) - len(set(verdicts))} | counts
-        return DrillRow(self.name, kpis_equal_reference=kpis == {}, notes=notes,
-                        seconds=round(time.monotonic() - self._started, 1), **values)
+        return DrillRow(self.name, kpis_equal_reference=kpis == {}, notes=notes, seconds=self.seconds, **values)
 
 
 def alerts_once(drill: Drill, slack: SlackStandIn) -> tuple[int, int]:
@@ -365,7 +368,7 @@ async def test_slack_500_then_429_and_smtp_down_retried_then_fallback_and_no_ale
     fallbacks = len([t for t in alert_tokens(backup.posts[backup_before:]) if t in set(incidents.values())])
     row = DrillRow(drill.name, unit="alerts (incident x receiver)", sent=2 * len(incidents),
                    processed=2 * len(incidents) - lost, lost=lost, duplicated=duplicated,
-                   kpis_equal_reference=kpis == {},
+                   kpis_equal_reference=kpis == {}, seconds=drill.seconds,
                    notes=f"{len(incidents)} incidents to Slack and email; Slack refused {slack.refused - refused_before} "
                          f"posts (500, then 429); {fallbacks} deliveries went to the fallback receiver")
     report.append(row)
