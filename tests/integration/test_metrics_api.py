@@ -167,7 +167,8 @@ def test_response_times_are_sealed_once_final_and_outlive_their_facts(api):
 
     settings = api.app.state.service.settings
     today = local_day(time.time())
-    first, last = today - 8, today
+    # the events go back 8 days and up to 79 minutes: early in a UTC day that is the day before today - 8
+    first, last = today - 9, today
 
     async def read(clock_days: float, delete_facts: bool = False):
         client = AsyncMongoClient(settings.mongo_uri, tz_aware=True)
