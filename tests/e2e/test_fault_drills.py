@@ -168,6 +168,13 @@ class Drill:
     async def settle(self, events) -> dict:
         return await kpis_settle(self.url("metrics"), self.community, events, self.produced)
 
+    async def every_effect(self, events, slack: SlackStandIn) -> dict:
+        """Waits for every verdict and every alert, then for the KPIs; returns their
+        difference from the reference (empty when equal)."""
+        await self.every_verdict(events)
+        await self.every_alert(slack)
+        return await self.settle(events)
+
     def row(self, events, *, notes: str = "", kpis: dict | None = None, **counts) -> DrillRow:
         messages = [e.event_id for e in events if e.kind == "message_posted"]
         verdicts = [v.event_id for v in self.produced.verdicts]
@@ -201,9 +208,7 @@ async def test_moderation_killed_mid_batch_loses_no_verdict_and_repeats_no_alert
         stack.stop_part("moderation", kill=True)
         killed_at = len(drill.produced.verdict_events)
         await restart(stack, "moderation")
-        await drill.every_verdict(events)
-        await drill.every_alert(slack)
-        kpis = await drill.settle(events)
+        kpis = await drill.every_effect(events, slack)
     incidents, repeated_alerts = alerts_once(drill, slack)
     row = drill.row(events, kpis=kpis, duplicated=repeated_alerts,
                     notes=f"SIGKILL after {killed_at} verdicts; {incidents} incidents, each alerted once")
@@ -261,9 +266,7 @@ async def test_mongodb_down_30s_consumers_wait_and_resume_by_themselves(stack, s
         await asyncio.sleep(30)
         await asyncio.to_thread(stack.start_mongo, stack.mongo_port)
         await sending
-        await drill.every_verdict(events)
-        await drill.every_alert(slack)
-        kpis = await drill.settle(events)
+        kpis = await drill.every_effect(events, slack)
         alive = {c.name for c in stack.children if c.running}
         waits = {name: scrape(drill.url(name), "steward_outage_waits_total") - waits_before[name]
                  for name in waits_before}
@@ -322,9 +325,7 @@ async def test_broker_restart_keeps_data_ingest_answers_503_and_the_retry_succee
         await asyncio.sleep(10)
         await asyncio.to_thread(stack.start_broker, stack.kafka_port)
         await sending
-        await drill.every_verdict(events)
-        await drill.every_alert(slack)
-        kpis = await drill.settle(events)
+        kpis = await drill.every_effect(events, slack)
     incidents, repeated_alerts = alerts_once(drill, slack)
     row = drill.row(events, kpis=kpis, duplicated=repeated_alerts,
                     notes=f"{before_outage} accepted before the stop; answers {statuses}; "
@@ -410,9 +411,7 @@ async def test_poison_events_land_in_the_dead_letter_topic_and_drain_back_after_
             check=False, capture_output=True, text=True, env={**os.environ, "STEWARD_KAFKA_BOOTSTRAP": stack.endpoints.kafka},
             timeout=120)
         assert replay.returncode == 0, replay.stdout + replay.stderr
-        await drill.every_verdict(events)
-        await drill.every_alert(slack)
-        kpis = await drill.settle(events)
+        kpis = await drill.every_effect(events, slack)
         left = (await drain(settings, dead_letter(topics.ACTIVITY))).pending
     incidents, repeated_alerts = alerts_once(drill, slack)
     row = drill.row(events, kpis=kpis, duplicated=repeated_alerts,
